@@ -1,0 +1,248 @@
+"""Llama-3-SynE: two-stage continual pre-training (arXiv 2407.18743, §3).
+
+Stage 1, bilingual adaptation: Chinese : English = 2 : 8, web text packed per topic.
+Stage 2, synthetic enhancement: Chinese : English : synthetic = 1 : 7 : 2, random sampling.
+
+    python recipes/llama3_syne.py                      # embedded default: SmolLM2-135M, bundled corpus, CPU
+    accelerate launch --config_file recipes/accelerate_configs/deepspeed_zero2.yaml \\
+        recipes/llama3_syne.py --config recipes/configs/llama3_syne_8b.yaml   # the paper's run
+
+Any field of `RecipeArguments` or `CPTConfig` can be overridden on the command line
+(`--max_steps 4`, `--output_dir runs/x`). Writes into `output_dir`: one folder per stage (checkpoints
+and the stage's model), `final_model/`, `report.md`, `training_loss.png`, `validation_perplexity.png`.
+A stage whose folder already holds its finished model is skipped; an unfinished one resumes from its
+last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import PartialState
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.trainer_utils import get_last_checkpoint
+from trl import TrlParser
+
+from hf_cpt import CPTConfig, CPTTrainer
+from hf_cpt.data import (
+    DEMO_CORPUS_PATH,
+    TOPIC_SOURCES,
+    flatten_mixture,
+    load_corpus,
+    plan_stage,
+    resolve_mixture,
+)
+from hf_cpt.modeling import check_max_length, embedded_model_path, load_causal_lm
+from hf_cpt.perplexity import perplexity_by_group
+from hf_cpt.reporting import perplexity_section, plot_group_perplexity, plot_training_loss, tokens_section
+from hf_cpt.trainer import DATA_RECIPE_NAME
+
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "llama3_syne_demo.yaml"
+logger = logging.getLogger("llama3_syne")
+
+
+@dataclass
+class RecipeArguments:
+    """What to train and on which data; training options are `CPTConfig` fields."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Model to continue pre-training; default: the embedded SmolLM2-135M."}
+    )
+    dataset_path: str | None = field(
+        default=None,
+        metadata={"help": "Hub dataset id or local folder (data/<source>/...); default: bundled."},
+    )
+    text_column: str = field(default="text", metadata={"help": "Column holding the document text."})
+    topic_column: str = field(default="topic", metadata={"help": "Column holding the topic of web documents."})
+    topic_sources: list[str] = field(
+        default_factory=lambda: list(TOPIC_SOURCES), metadata={"help": "Sources packed per topic."}
+    )
+    min_doc_tokens: int = field(default=20, metadata={"help": "Drop documents shorter than this (paper: 20)."})
+    # A list of mappings in YAML; on the command line, the same as a JSON string.
+    stages: str | None = field(
+        default=None,
+        metadata={"help": "Stages: name, num_tokens, mixture (preset or mapping), and CPTConfig overrides."},
+    )
+    model_dtype: str = field(default="float32", metadata={"help": "dtype of the weights trained (mixed precision)."})
+    eval_batch_size: int = field(default=8, metadata={"help": "Batch size of the per-topic validation PPL."})
+    num_proc: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
+
+
+def evaluate(model: torch.nn.Module, corpus, config: CPTConfig, batch_size: int, pad_id: int) -> dict:
+    """Per-group validation perplexity, under the same bf16 autocast as training."""
+    device_type = "cuda" if torch.cuda.is_available() and not config.use_cpu else "cpu"
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bool(config.bf16)):
+        return perplexity_by_group(model, corpus.validation, corpus.group_names, batch_size, pad_id)
+
+
+def run_stage(index: int, stage: dict[str, Any], model, tokenizer, corpus, config: CPTConfig) -> dict[str, Any]:
+    """Plan, train (or resume, or skip when done) one stage; returns its log history and data recipe."""
+    stage = dict(stage)
+    name = stage.pop("name", f"stage{index + 1}")
+    num_tokens = int(stage.pop("num_tokens", 0))
+    ratios = flatten_mixture(
+        resolve_mixture(stage.pop("mixture", None) or {}, f"stages[{index}].mixture"),
+        f"stages[{index}].mixture",
+    )
+    stage_dir = os.path.join(config.output_dir, name)
+    stage_config = dataclasses.replace(config, output_dir=stage_dir, **stage)
+    global_batch = (
+        stage_config.per_device_train_batch_size * stage_config.world_size * (stage_config.gradient_accumulation_steps)
+    )
+    sampler = plan_stage(
+        corpus.train,
+        ratios,
+        num_tokens,
+        global_batch,
+        seed=stage_config.seed,
+        stage=f"stages[{index}] ({name})",
+    )
+    planned_steps = len(sampler) // global_batch
+    if stage_config.max_steps <= 0 or stage_config.max_steps > planned_steps:
+        stage_config.max_steps = planned_steps
+    if os.path.isfile(os.path.join(stage_dir, DATA_RECIPE_NAME)):
+        logger.info("Stage %s is already finished in %s; skipping it (delete the folder to retrain).", name, stage_dir)
+        model.load_state_dict(AutoModelForCausalLM.from_pretrained(stage_dir, dtype=model.dtype).state_dict())
+        state = json.loads(Path(stage_dir, "trainer_state.json").read_text())
+        return {
+            "name": name,
+            "log_history": state["log_history"],
+            "recipe": json.loads(Path(stage_dir, DATA_RECIPE_NAME).read_text()),
+        }
+    trainer = CPTTrainer(
+        model=model,
+        args=stage_config,
+        train_dataset=corpus.train,
+        train_sampler=sampler,
+        processing_class=tokenizer,
+    )
+    last = get_last_checkpoint(stage_dir) if os.path.isdir(stage_dir) else None
+    logger.info(
+        "Stage %s: %d blocks (%d tokens) in %d steps%s.",
+        name,
+        len(sampler),
+        len(sampler) * config.max_length,
+        stage_config.max_steps,
+        f", resuming from {last}" if last else "",
+    )
+    trainer.train(resume_from_checkpoint=last)
+    trainer.save_model()
+    trainer.save_state()
+    return {"name": name, "log_history": trainer.state.log_history, "recipe": trainer.data_recipe()}
+
+
+def write_report(
+    output_dir: str,
+    recipe_args: RecipeArguments,
+    config: CPTConfig,
+    model_name: str,
+    ppl_tables: dict,
+    stages: list[dict],
+) -> None:
+    output = Path(output_dir)
+    plot_training_loss({stage["name"]: stage["log_history"] for stage in stages}, output / "training_loss.png")
+    plot_group_perplexity(ppl_tables, output / "validation_perplexity.png")
+    lines = [
+        "# Llama-3-SynE continual pre-training report",
+        "",
+        f"- model: `{model_name}`",
+        f"- data: `{recipe_args.dataset_path}`",
+        f"- block length: {config.max_length} tokens; peak lr {config.learning_rate}, "
+        f"warm-up from {config.warmup_start_lr}; bf16: {config.bf16}",
+        "",
+        "## Validation perplexity",
+        "",
+        perplexity_section(ppl_tables),
+        "",
+        "![validation perplexity](validation_perplexity.png)",
+        "",
+        "## Tokens consumed per source against the target ratio",
+    ]
+    for stage in stages:
+        recipe = stage["recipe"]
+        lines += [
+            "",
+            f"### {stage['name']} ({recipe['tokens_consumed']:,} tokens, {recipe['global_step']} steps)",
+            "",
+            tokens_section(recipe),
+        ]
+    lines += ["", "## Training loss", "", "![training loss](training_loss.png)", ""]
+    (output / "report.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--config" not in argv:
+        argv = ["--config", str(DEFAULT_CONFIG), *argv]
+    recipe_args, config = TrlParser((RecipeArguments, CPTConfig)).parse_args_and_config(argv)
+    state = PartialState()
+    logging.basicConfig(
+        level=logging.INFO if state.is_main_process else logging.WARNING,
+        format="%(asctime)s %(name)s: %(message)s",
+    )
+    if isinstance(recipe_args.stages, str):
+        recipe_args.stages = json.loads(recipe_args.stages)
+    if not recipe_args.stages:
+        raise ValueError("stages is empty; give at least one stage with name, num_tokens and mixture.")
+    model_path = recipe_args.model_name_or_path or str(embedded_model_path())
+    recipe_args.dataset_path = recipe_args.dataset_path or DEMO_CORPUS_PATH
+    check_max_length(AutoConfig.from_pretrained(model_path), config.max_length)
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    sources = list(
+        dict.fromkeys(
+            source
+            for i, stage in enumerate(recipe_args.stages)
+            for source in flatten_mixture(
+                resolve_mixture(stage.get("mixture") or {}, f"stages[{i}].mixture"), f"stages[{i}].mixture"
+            )
+        )
+    )
+    with state.main_process_first():
+        corpus = load_corpus(
+            recipe_args.dataset_path,
+            sources,
+            tokenizer,
+            config.max_length,
+            recipe_args.text_column,
+            recipe_args.topic_column,
+            recipe_args.topic_sources,
+            recipe_args.min_doc_tokens,
+            recipe_args.num_proc,
+        )
+    model = load_causal_lm(model_path, config.attn_implementation, dtype=getattr(torch, recipe_args.model_dtype))
+    model.to(state.device)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    ppl_tables = {}
+    if corpus.validation is not None:
+        ppl_tables["before"] = evaluate(model, corpus, config, recipe_args.eval_batch_size, pad_id)
+    stages = []
+    for index, stage in enumerate(recipe_args.stages):
+        stages.append(run_stage(index, stage, model, tokenizer, corpus, config))
+        if corpus.validation is not None:
+            ppl_tables[f"after {stages[-1]['name']}"] = evaluate(
+                model, corpus, config, recipe_args.eval_batch_size, pad_id
+            )
+    if state.is_main_process:
+        final_dir = os.path.join(config.output_dir, "final_model")
+        model.save_pretrained(final_dir)
+        tokenizer.save_pretrained(final_dir)
+        Path(final_dir, DATA_RECIPE_NAME).write_text(
+            json.dumps({stage["name"]: stage["recipe"] for stage in stages}, indent=2, ensure_ascii=False)
+        )
+        write_report(config.output_dir, recipe_args, config, model_path, ppl_tables, stages)
+        logger.info("Report: %s", os.path.join(config.output_dir, "report.md"))
+    state.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    main()

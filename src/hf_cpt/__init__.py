@@ -1,0 +1,8 @@
+"""hf-cpt: continual pre-training of LLMs with the Llama-3-SynE method (arXiv 2407.18743)."""
+
+from hf_cpt.config import CPTConfig
+from hf_cpt.trainer import CPTTrainer
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["CPTConfig", "CPTTrainer"]

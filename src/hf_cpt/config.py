@@ -1,0 +1,120 @@
+"""`CPTConfig`: `TrainingArguments` with the training setup of Llama-3-SynE (§3.4) as defaults.
+
+The paper trains with AdamW β = (0.9, 0.95), a Warmup-Stable-Decay schedule that warms up from
+1e-7 to 1e-5 and then stays constant, bf16, gradient clipping 1.0 and gradient checkpointing. Those
+are the defaults here; everything else is plain `TrainingArguments`, so a `CPTConfig` drops into any
+`Trainer` script and is read from YAML by `trl.TrlParser` like TRL's own configs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from transformers import TrainingArguments
+
+
+def cpu_supports_bf16() -> bool:
+    """True when this CPU has native bf16 instructions (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = cpuinfo.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def hardware_supports_bf16() -> bool:
+    """bf16 on the accelerator when there is one, else on the CPU."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return cpu_supports_bf16()
+
+
+@dataclass
+class CPTConfig(TrainingArguments):
+    """Training configuration for continual pre-training.
+
+    Parameters beyond `TrainingArguments`:
+        max_length: tokens per packed block (the paper: 8,192 for Llama-3, 2,048 for TinyLlama).
+        warmup_start_lr: learning rate the warm-up starts from (the paper: 1e-7), instead of 0.
+        warmup_tokens: warm-up length in tokens (the paper: 10B); overrides `warmup_steps` when set.
+        decay_ratio: fraction of the steps spent in the final decay (0 = no decay, as in the paper).
+        decay_type: shape of the decay, `"linear"` or `"cosine"`.
+        min_lr_ratio: learning rate at the end of the decay, as a fraction of `learning_rate`.
+        attn_implementation: attention kernel when the trainer loads the model itself; `None` picks
+            FlashAttention 2 where installed and usable, else PyTorch sdpa.
+    """
+
+    # Method-specific defaults (§3.4).
+    learning_rate: float = field(default=1e-5, metadata={"help": "Peak learning rate (paper: 1e-5)."})
+    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2 (paper: 0.95)."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping (paper: 1.0)."})
+    lr_scheduler_type: str = field(
+        default="warmup_stable_decay",
+        metadata={"help": "Learning-rate schedule; the default is WSD with a non-zero warm-up floor."},
+    )
+    bf16: bool | None = field(  # type: ignore[assignment]
+        default=None,
+        metadata={"help": "bf16 mixed precision; default: on where the hardware supports it."},
+    )
+    activation_checkpointing: bool | None = field(
+        default=True, metadata={"help": "Gradient checkpointing (paper: on)."}
+    )
+    remove_unused_columns: bool = field(
+        default=False,
+        metadata={"help": "Kept False: packed blocks carry a `group` column the trainer reads for per-topic logs."},
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
+    num_train_epochs: float = field(
+        default=1.0,
+        metadata={"help": "Passes over the planned order; a stage is one pass over its token budget."},
+    )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False, metadata={"help": "Every parameter of a causal LM gets a gradient; skip DDP's search."}
+    )
+
+    # Continual pre-training options.
+    max_length: int = field(default=8192, metadata={"help": "Tokens per packed block (paper: 8192)."})
+    warmup_start_lr: float = field(default=1e-7, metadata={"help": "Warm-up starting lr (paper: 1e-7)."})
+    warmup_tokens: int | None = field(
+        default=None, metadata={"help": "Warm-up length in tokens (paper: 10B); overrides warmup_steps."}
+    )
+    decay_ratio: float = field(default=0.0, metadata={"help": "Fraction of steps in the final decay (paper: 0)."})
+    decay_type: str = field(default="cosine", metadata={"help": "Decay shape: linear or cosine."})
+    min_lr_ratio: float = field(default=0.0, metadata={"help": "lr at the end of the decay / learning_rate."})
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "Attention kernel; default: flash_attention_2 if installed, else sdpa."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.bf16 is None:
+            self.bf16 = hardware_supports_bf16()
+            if self.bf16 and not torch.cuda.is_available():
+                # transformers only allows bf16 without a GPU when told it runs on the CPU.
+                self.use_cpu = True
+        if self.max_length < 2:
+            raise ValueError(f"max_length is {self.max_length}; set it to the block length in tokens (e.g. 2048).")
+        if not 0.0 <= self.decay_ratio < 1.0:
+            raise ValueError(f"decay_ratio is {self.decay_ratio}; set it in [0, 1) (0 means no decay).")
+        if self.decay_type not in ("linear", "cosine"):
+            raise ValueError(f"decay_type is {self.decay_type!r}; set it to 'linear' or 'cosine'.")
+        if not 0.0 <= self.warmup_start_lr <= self.learning_rate:
+            raise ValueError(
+                f"warmup_start_lr is {self.warmup_start_lr}; set it between 0 and learning_rate ({self.learning_rate})."
+            )
+        if self.warmup_tokens is not None and self.warmup_tokens < 0:
+            raise ValueError(f"warmup_tokens is {self.warmup_tokens}; set it to 0 or more tokens.")
+        super().__post_init__()
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens in one optimizer step across all processes (every block is full)."""
+        return self.max_length * self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size
+
+    def get_warmup_steps(self, num_training_steps: int) -> int:
+        if self.warmup_tokens is not None:
+            return min(num_training_steps, math.ceil(self.warmup_tokens / self.tokens_per_step))
+        return super().get_warmup_steps(num_training_steps)

@@ -1,0 +1,83 @@
+"""Loading named sources of a corpus laid out like `survivi/Llama-3-SynE-Dataset`.
+
+A corpus is a Hub dataset id or a local folder with one sub-folder per source,
+`data/<source>/<split>*.{parquet,jsonl,json}`. Both go through the same call,
+`datasets.load_dataset(path, data_dir="data/<source>")`, so what the tests prove on local folders
+holds for the Hub.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets import Dataset, load_dataset
+from datasets.exceptions import DatasetNotFoundError
+from huggingface_hub.errors import HFValidationError
+
+
+def source_dir(source: str) -> str:
+    """The folder of a source inside the corpus, as in the released Llama-3-SynE dataset."""
+    return f"data/{source}"
+
+
+def _is_local(path: str) -> bool:
+    return Path(path).expanduser().exists()
+
+
+def load_source(
+    path: str,
+    source: str,
+    split: str = "train",
+    text_column: str = "text",
+    required: bool = True,
+    num_proc: int | None = None,
+) -> Dataset | None:
+    """Load one split of one source, checking the text column.
+
+    Args:
+        path: Hub dataset id (`survivi/Llama-3-SynE-Dataset`) or a local folder with the same layout.
+        source: sub-folder name under `data/`, e.g. `web-en`.
+        split: `train`, `validation`, ...: files are matched to splits by name, as `datasets` does.
+        text_column: column holding the document text.
+        required: when False, a source without this split returns None instead of raising.
+
+    Raises:
+        FileNotFoundError: the corpus or the source does not exist (one sentence naming the fix).
+        ValueError: the text column is missing, or a required split is absent.
+    """
+    if _is_local(path):
+        if not (Path(path).expanduser() / source_dir(source)).is_dir():
+            raise FileNotFoundError(
+                f"Source {source!r} is not in dataset_path {path!r} (no folder {source_dir(source)}/); "
+                "remove it from the mixture or add its files."
+            )
+    elif Path(path).is_absolute() or path.startswith((".", "~")) or path.count("/") > 1:
+        raise FileNotFoundError(
+            f"dataset_path {path!r} does not exist; set dataset_path to a local corpus folder or a Hub dataset id."
+        )
+    try:
+        dataset = load_dataset(path, data_dir=source_dir(source), split=split, num_proc=num_proc)
+    except (DatasetNotFoundError, HFValidationError, ConnectionError) as error:
+        raise FileNotFoundError(
+            f"dataset_path {path!r} is neither a local folder nor a reachable Hub dataset id ({error}); "
+            "set dataset_path to a local corpus folder or a Hub dataset id."
+        ) from error
+    except FileNotFoundError as error:
+        raise FileNotFoundError(
+            f"Source {source!r} is not in dataset_path {path!r} ({error}); remove it from the mixture or add its files."
+        ) from error
+    except ValueError as error:
+        if "split" not in str(error).lower():
+            raise
+        if not required:
+            return None
+        raise ValueError(
+            f"Source {source!r} in {path!r} has no {split!r} split; add files named {split}*.parquet or "
+            f"{split}*.jsonl under {source_dir(source)}/."
+        ) from error
+    if text_column not in dataset.column_names:
+        raise ValueError(
+            f"text_column {text_column!r} is not a column of source {source!r} (columns: {dataset.column_names}); "
+            "set text_column to the column that holds the text."
+        )
+    return dataset

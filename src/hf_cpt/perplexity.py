@@ -1,0 +1,94 @@
+"""Token negative log-likelihood of causal LMs, per sequence and per topic group.
+
+Perplexity of a group is exp(total NLL / total predicted tokens): a token-weighted mean, so long and
+short documents count by their tokens, and sums from several ranks combine exactly (a mean of
+per-rank means would not).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from datasets import Dataset
+
+IGNORE_INDEX = -100
+
+
+def sequence_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed next-token NLL and the number of predicted tokens, per sequence.
+
+    `labels` are aligned with `logits` (position t predicts label t+1, as in transformers' causal-LM
+    loss) and `-100` marks tokens that are not predicted. Computed in float32 whatever the logits dtype.
+    """
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = labels[:, 1:]
+    token_nll = F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)),
+        shift_labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
+    ).view(shift_labels.shape)
+    return token_nll.sum(dim=1), shift_labels.ne(IGNORE_INDEX).sum(dim=1)
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@torch.no_grad()
+def perplexity_by_group(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    group_names: Sequence[str],
+    batch_size: int = 8,
+    pad_token_id: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Validation perplexity per group of a dataset with `input_ids` and an integer `group` column.
+
+    Documents are scored whole (each is at most one context long), in batches of similar length.
+    Under `torch.distributed` each rank scores every world-size-th document and the NLL sums and token
+    counts are all-reduced, so every rank returns the same table.
+
+    Returns:
+        `{group name: {"perplexity": ..., "nll": summed NLL, "tokens": predicted tokens}}` for every
+        group with at least one predicted token.
+    """
+    rank, world = _rank_and_world()
+    device = next(model.parameters()).device
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)[rank::world]
+    nll = torch.zeros(len(group_names), dtype=torch.float64, device=device)
+    tokens = torch.zeros(len(group_names), dtype=torch.float64, device=device)
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(order), batch_size):
+        rows = dataset[order[start : start + batch_size]]
+        width = max(len(ids) for ids in rows["input_ids"])
+        input_ids = torch.full((len(rows["input_ids"]), width), pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for i, ids in enumerate(rows["input_ids"]):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            attention_mask[i, : len(ids)] = 1
+        labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
+        input_ids, attention_mask, labels = input_ids.to(device), attention_mask.to(device), labels.to(device)
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        seq_nll, seq_tokens = sequence_nll(logits, labels)
+        group = torch.tensor(rows["group"], device=device)
+        nll.index_add_(0, group, seq_nll.double())
+        tokens.index_add_(0, group, seq_tokens.double())
+    model.train(was_training)
+    if world > 1:
+        dist.all_reduce(nll)
+        dist.all_reduce(tokens)
+    table = {}
+    for i, name in enumerate(group_names):
+        if tokens[i] > 0:
+            mean_nll = (nll[i] / tokens[i]).item()
+            table[name] = {"perplexity": math.exp(mean_nll), "nll": nll[i].item(), "tokens": tokens[i].item()}
+    return table

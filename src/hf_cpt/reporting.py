@@ -1,0 +1,132 @@
+"""What a run shows a person: per-source and per-topic perplexity, tokens against targets, and plots."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hf_cpt.data.packing import TOPIC_SEPARATOR, source_of
+
+PerplexityTable = Mapping[str, Mapping[str, float]]
+
+
+def perplexity_by_source(table: PerplexityTable) -> dict[str, float]:
+    """Token-weighted perplexity per source from a per-group table with `nll` and `tokens`."""
+    nll: dict[str, float] = {}
+    tokens: dict[str, float] = {}
+    for group, entry in table.items():
+        source = source_of(group)
+        nll[source] = nll.get(source, 0.0) + entry["nll"]
+        tokens[source] = tokens.get(source, 0.0) + entry["tokens"]
+    return {source: math.exp(nll[source] / tokens[source]) for source in nll}
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def perplexity_section(tables: Mapping[str, PerplexityTable]) -> str:
+    """Two markdown tables, per source and per topic group, one column per evaluation point."""
+    labels = list(tables)
+    by_source = {label: perplexity_by_source(table) for label, table in tables.items()}
+    sources = sorted({source for table in by_source.values() for source in table})
+    source_rows = [
+        [source] + [f"{by_source[label].get(source, float('nan')):.2f}" for label in labels] for source in sources
+    ]
+    topics = sorted({group for table in tables.values() for group in table if TOPIC_SEPARATOR in group})
+    topic_rows = [
+        [topic] + [f"{tables[label][topic]['perplexity']:.2f}" if topic in tables[label] else "-" for label in labels]
+        for topic in topics
+    ]
+    parts = ["### Per source", _markdown_table(["source", *labels], source_rows)]
+    if topic_rows:
+        parts += ["### Per topic", _markdown_table(["topic", *labels], topic_rows)]
+    return "\n\n".join(parts)
+
+
+def tokens_section(recipe: Mapping[str, Any]) -> str:
+    """Tokens consumed per source against the stage's target ratio, with the deviation in blocks."""
+    total = recipe["tokens_consumed"]
+    block = recipe["max_length"]
+    rows = []
+    for source, entry in sorted(recipe["sources"].items()):
+        target = entry["target_ratio"] or 0.0
+        if not target and not entry["tokens_consumed"]:
+            continue  # a source of the corpus this stage does not use
+        deviation = (entry["tokens_consumed"] - target * total) / block
+        rows.append(
+            [
+                source,
+                f"{target:.4f}",
+                f"{entry['consumed_ratio']:.4f}",
+                f"{round(target * total):,}",
+                f"{entry['tokens_consumed']:,}",
+                f"{deviation:+.2f}",
+            ]
+        )
+    header = [
+        "source",
+        "target ratio",
+        "consumed ratio",
+        "target tokens",
+        "consumed tokens",
+        "deviation (blocks)",
+    ]
+    return _markdown_table(header, rows)
+
+
+def plot_training_loss(histories: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path) -> None:
+    """Training loss over optimizer steps, stages one after another, with a line at each stage boundary."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 4))
+    offset = 0
+    for stage, history in histories.items():
+        points = [(entry["step"] + offset, entry["loss"]) for entry in history if "loss" in entry]
+        if points:
+            steps, losses = zip(*points, strict=True)
+            axis.plot(steps, losses, marker="o", markersize=3, label=stage)
+        last_step = max((entry.get("step", 0) for entry in history), default=0)
+        offset += last_step
+        axis.axvline(offset, color="grey", linestyle=":", linewidth=1)
+    axis.set_xlabel("optimizer step")
+    axis.set_ylabel("training loss")
+    axis.set_title("Training loss")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_group_perplexity(tables: Mapping[str, PerplexityTable], path: str | Path) -> None:
+    """Validation perplexity per topic group (or source), one bar per evaluation point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels = list(tables)
+    groups = sorted({group for table in tables.values() for group in table})
+    height = 0.8 / max(1, len(labels))
+    figure, axis = plt.subplots(figsize=(9, max(4.0, 0.32 * len(groups) * max(1, len(labels)) / 1.5)))
+    positions = np.arange(len(groups))
+    for index, label in enumerate(labels):
+        values = [tables[label].get(group, {}).get("perplexity", np.nan) for group in groups]
+        axis.barh(positions + index * height, values, height=height, label=label)
+    axis.set_yticks(positions + height * (len(labels) - 1) / 2, groups, fontsize=7)
+    axis.invert_yaxis()
+    axis.set_xscale("log")
+    axis.set_xlabel("validation perplexity (log scale)")
+    axis.set_title("Validation perplexity per topic / source")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -1,0 +1,207 @@
+"""`CPTTrainer`: a `transformers.Trainer` for continual pre-training on topic-pure packed blocks.
+
+What it adds to `Trainer`, and nothing else:
+- the paper's schedule (WSD warming up from a non-zero floor, `hf_cpt.schedules`);
+- one seam for the data order: `train_sampler=` (a static stage plan, or the topic mixture);
+- per-group (topic or source) training loss and tokens consumed at every logging step, read from the
+  `group` id each packed block carries, out of the same logits the loss is computed from;
+- the data recipe (groups, target ratios, tokens consumed) in every checkpoint and the final model
+  folder, restored on `resume_from_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import Sampler
+from transformers import PreTrainedModel, Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from hf_cpt.config import CPTConfig
+from hf_cpt.data.packing import GROUP_COLUMN, source_of
+from hf_cpt.modeling import check_max_length, load_causal_lm
+from hf_cpt.perplexity import sequence_nll
+from hf_cpt.schedules import get_wsd_schedule_with_floor
+
+logger = logging.getLogger(__name__)
+
+DATA_RECIPE_NAME = "data_recipe.json"
+
+
+def collate_blocks(features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack packed blocks: `input_ids`, `labels` (= inputs; the model shifts them) and `group` when present."""
+    input_ids = torch.tensor([feature["input_ids"] for feature in features], dtype=torch.long)
+    batch = {"input_ids": input_ids, "labels": input_ids.clone()}
+    if GROUP_COLUMN in features[0]:
+        batch[GROUP_COLUMN] = torch.tensor([feature[GROUP_COLUMN] for feature in features], dtype=torch.long)
+    return batch
+
+
+class CPTTrainer(Trainer):
+    """Trainer for continual pre-training. Takes everything `Trainer` takes, plus:
+
+    Args:
+        model: a model, or a name or path loaded with `AutoModelForCausalLM` (FlashAttention 2 when
+            installed, else sdpa).
+        args: a `CPTConfig` (a plain `TrainingArguments` is converted, keeping its values).
+        train_sampler: the order of training blocks as global dataset indices, identical on every rank
+            (accelerate shards it). A `StaticMixtureSampler` for a planned stage, or the topic mixture.
+            Its `target_ratios`, when it has them, go into the saved data recipe.
+        group_names: names of the `group` ids; read from `train_dataset.features["group"]` when omitted.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel | str | None = None,
+        args: CPTConfig | TrainingArguments | None = None,
+        train_sampler: Sampler[int] | None = None,
+        group_names: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if args is None:
+            name = model if isinstance(model, str) else type(model).__name__
+            args = CPTConfig(output_dir=f"{str(name).split('/')[-1]}-cpt")
+        elif not isinstance(args, CPTConfig):
+            values = {k: v for k, v in args.to_dict().items() if not k.startswith("_")}
+            values["bf16"] = args.bf16
+            args = CPTConfig(**values)
+        if isinstance(model, str):
+            model = load_causal_lm(model, args.attn_implementation)
+        elif model is not None:
+            logger.info("Attention kernel: %s.", getattr(model.config, "_attn_implementation", "unknown"))
+        if model is not None:
+            check_max_length(model.config, args.max_length)
+        kwargs.setdefault("data_collator", collate_blocks)
+        super().__init__(model=model, args=args, **kwargs)
+        self.train_sampler = train_sampler
+        if group_names is None and self.train_dataset is not None and hasattr(self.train_dataset, "features"):
+            feature = self.train_dataset.features.get(GROUP_COLUMN)
+            group_names = getattr(feature, "names", None)
+        self.group_names = list(group_names) if group_names is not None else []
+        if self.compute_loss_func is None:
+            self.compute_loss_func = self._causal_lm_loss
+        n = max(1, len(self.group_names))
+        self._window_nll = torch.zeros(n, dtype=torch.float64, device=self.args.device)
+        self._window_loss_tokens = torch.zeros(n, dtype=torch.float64, device=self.args.device)
+        self._unsynced_tokens = torch.zeros(n, dtype=torch.float64, device=self.args.device)
+        self.tokens_consumed = dict.fromkeys(self.group_names, 0)
+        self._batch_groups: torch.Tensor | None = None
+
+    # ---- data order ----
+    def _get_train_sampler(self, train_dataset=None) -> Sampler | None:
+        if self.train_sampler is not None:
+            return self.train_sampler
+        return super()._get_train_sampler(train_dataset)
+
+    # ---- schedule ----
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        if self.lr_scheduler is None and self.args.lr_scheduler_type == "warmup_stable_decay":
+            self.lr_scheduler = get_wsd_schedule_with_floor(
+                optimizer if optimizer is not None else self.optimizer,
+                num_training_steps=num_training_steps,
+                num_warmup_steps=self.args.get_warmup_steps(num_training_steps),
+                warmup_start_ratio=self.args.warmup_start_lr / self.args.learning_rate,
+                decay_ratio=self.args.decay_ratio,
+                min_lr_ratio=self.args.min_lr_ratio,
+                decay_type=self.args.decay_type,
+            )
+            self._created_lr_scheduler = True
+        return super().create_scheduler(num_training_steps, optimizer)
+
+    # ---- loss and per-group accounting ----
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        groups = inputs.pop(GROUP_COLUMN, None)
+        self._batch_groups = groups if model.training and self.group_names else None
+        if self._batch_groups is not None:
+            block_tokens = torch.full_like(groups, inputs["input_ids"].shape[1], dtype=torch.float64)
+            self._unsynced_tokens.index_add_(0, groups.to(self._unsynced_tokens.device), block_tokens)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def _causal_lm_loss(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+        """transformers' causal-LM loss, computed once per token and also summed per group."""
+        nll, tokens = sequence_nll(outputs.logits, labels)
+        if self._batch_groups is not None:
+            groups = self._batch_groups.to(self._window_nll.device)
+            self._window_nll.index_add_(0, groups, nll.detach().double())
+            self._window_loss_tokens.index_add_(0, groups, tokens.double())
+        denominator = num_items_in_batch if num_items_in_batch is not None else tokens.sum()
+        return nll.sum() / denominator
+
+    def _sync_tokens(self) -> None:
+        """Add every rank's block tokens since the last sync to `tokens_consumed` (a collective call)."""
+        if not self.group_names:
+            return
+        totals = self.accelerator.reduce(self._unsynced_tokens.clone(), reduction="sum")
+        for name, count in zip(self.group_names, totals.tolist(), strict=True):
+            self.tokens_consumed[name] += int(count)
+        self._unsynced_tokens.zero_()
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self.group_names:
+            self._sync_tokens()
+            nll = self.accelerator.reduce(self._window_nll.clone(), reduction="sum")
+            tokens = self.accelerator.reduce(self._window_loss_tokens.clone(), reduction="sum")
+            for index, name in enumerate(self.group_names):
+                if tokens[index] > 0:
+                    logs[f"loss/{name}"] = round((nll[index] / tokens[index]).item(), 4)
+            for name, count in self.tokens_consumed.items():
+                logs[f"tokens/{name}"] = count
+            self._window_nll.zero_()
+            self._window_loss_tokens.zero_()
+        super().log(logs, start_time)
+
+    # ---- data recipe in checkpoints ----
+    def data_recipe(self) -> dict[str, Any]:
+        """Groups and sources with their target ratio and the tokens consumed so far (all ranks)."""
+        targets = dict(getattr(self.train_sampler, "target_ratios", None) or {})
+        total = sum(self.tokens_consumed.values())
+        groups = {
+            name: {"source": source_of(name), "target_ratio": targets.get(name), "tokens_consumed": count}
+            for name, count in self.tokens_consumed.items()
+        }
+        sources: dict[str, dict[str, Any]] = {}
+        for entry in groups.values():
+            source = sources.setdefault(entry["source"], {"target_ratio": None, "tokens_consumed": 0})
+            source["tokens_consumed"] += entry["tokens_consumed"]
+            if entry["target_ratio"] is not None:
+                source["target_ratio"] = (source["target_ratio"] or 0.0) + entry["target_ratio"]
+        for source in sources.values():
+            source["consumed_ratio"] = source["tokens_consumed"] / total if total else 0.0
+        return {
+            "max_length": self.args.max_length,
+            "global_step": self.state.global_step,
+            "tokens_consumed": total,
+            "sources": sources,
+            "groups": groups,
+        }
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)
+        if self.args.should_save and self.group_names:
+            output_dir = output_dir if output_dir is not None else self.args.output_dir
+            with open(os.path.join(output_dir, DATA_RECIPE_NAME), "w", encoding="utf-8") as file:
+                json.dump(self.data_recipe(), file, indent=2, ensure_ascii=False)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        self._sync_tokens()
+        super()._save_checkpoint(model, trial)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+        if isinstance(resume_from_checkpoint, str):
+            recipe_path = os.path.join(resume_from_checkpoint, DATA_RECIPE_NAME)
+            if os.path.isfile(recipe_path):
+                with open(recipe_path, encoding="utf-8") as file:
+                    saved = json.load(file)["groups"]
+                self.tokens_consumed = {
+                    name: saved.get(name, {}).get("tokens_consumed", 0) for name in self.group_names
+                }
+        output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        self._sync_tokens()
+        return output

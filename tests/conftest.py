@@ -1,0 +1,109 @@
+"""Shared fixtures: a tiny word-level tokenizer, tiny Llama models from a config, and a local corpus
+laid out like `survivi/Llama-3-SynE-Dataset` (`data/<source>/{train,validation}.jsonl`).
+
+Every source (and every topic of a web source) writes words from its own vocabulary slice, so a
+test can tell from the token ids alone which group a block came from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
+
+SPECIALS = ["<pad>", "</s>", "<unk>"]
+WORDS_PER_GROUP = 40
+
+# Group -> (source, topic or None, train documents, validation documents).
+CORPUS_LAYOUT = {
+    "web-en/Law and Policy": ("web-en", "Law and Policy", 12, 2),
+    "web-en/Medicine and Health": ("web-en", "Medicine and Health", 12, 2),
+    "book-en": ("book-en", None, 10, 2),
+    "web-cn/Philosophy": ("web-cn", "Philosophy", 10, 2),
+    "synthesis-en": ("synthesis-en", None, 10, 2),
+}
+
+
+def group_vocabulary(group_index: int) -> list[str]:
+    return [f"g{group_index}w{i}" for i in range(WORDS_PER_GROUP)]
+
+
+def make_tokenizer(directory: Path, with_eos: bool = True) -> PreTrainedTokenizerFast:
+    words = [w for index in range(len(CORPUS_LAYOUT)) for w in group_vocabulary(index)]
+    vocab = {token: i for i, token in enumerate(SPECIALS + words)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", eos_token="</s>" if with_eos else None
+    )
+    tokenizer.save_pretrained(directory)
+    return tokenizer
+
+
+def make_model(vocab_size: int, seed: int = 0, context: int = 256) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=context,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=1,
+    )
+    return LlamaForCausalLM(config)
+
+
+def write_corpus(root: Path, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for index, (source, topic, n_train, n_validation) in enumerate(CORPUS_LAYOUT.values()):
+        folder = root / "data" / source
+        folder.mkdir(parents=True, exist_ok=True)
+        vocabulary = group_vocabulary(index)
+        for split, count in (("train", n_train), ("validation", n_validation)):
+            with open(folder / f"{split}.jsonl", "a", encoding="utf-8") as file:
+                for _ in range(count):
+                    length = int(rng.integers(25, 60))
+                    row = {"text": " ".join(rng.choice(vocabulary, size=length))}
+                    if topic is not None:
+                        row["topic"] = topic
+                    file.write(json.dumps(row) + "\n")
+        # One document under 20 tokens per source: loading must drop it.
+        with open(folder / "train.jsonl", "a", encoding="utf-8") as file:
+            row = {"text": " ".join(vocabulary[:5])}
+            if topic is not None:
+                row["topic"] = topic
+            file.write(json.dumps(row) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tmp_path_factory) -> PreTrainedTokenizerFast:
+    return make_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def corpus_path(tmp_path_factory) -> str:
+    return str(write_corpus(tmp_path_factory.mktemp("corpus")))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory, tokenizer) -> str:
+    """A saved tiny model with its tokenizer, laid out like a Hub model repo."""
+    directory = tmp_path_factory.mktemp("tiny-llama")
+    make_model(len(tokenizer)).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return str(directory)

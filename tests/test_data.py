@@ -1,0 +1,101 @@
+"""Loading sources (one code path for Hub ids and local folders), tokenising, topic-pure packing."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import CORPUS_LAYOUT, WORDS_PER_GROUP, make_tokenizer
+from datasets import Dataset
+
+from hf_cpt.data import load_corpus, load_source, pack_documents, tokenize_documents
+
+SOURCES = ["web-en", "book-en", "web-cn", "synthesis-en"]
+
+
+def group_of_token(token_id: int) -> int:
+    return (token_id - 3) // WORDS_PER_GROUP  # 3 special tokens come first
+
+
+def test_local_folder_loads_by_source_and_split(corpus_path):
+    train = load_source(corpus_path, "web-en")
+    validation = load_source(corpus_path, "web-en", split="validation")
+    assert len(train) == 12 + 12 + 2  # two topics, plus one short document each
+    assert len(validation) == 4
+    assert set(train["topic"]) == {"Law and Policy", "Medicine and Health"}
+
+
+def test_missing_dataset_path_fails_with_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"dataset_path '.*nowhere' does not exist; set dataset_path"):
+        load_source(str(tmp_path / "nowhere"), "web-en")
+
+
+def test_unreachable_hub_id_fails_with_the_fix():
+    with pytest.raises(FileNotFoundError, match="is neither a local folder nor a reachable Hub dataset id"):
+        load_source("no-such-org/no-such-dataset", "web-en")
+
+
+def test_source_absent_from_the_data_fails_with_the_fix(corpus_path):
+    with pytest.raises(
+        FileNotFoundError, match=r"Source 'code-en' is not in dataset_path .*remove it from the mixture"
+    ):
+        load_source(corpus_path, "code-en")
+
+
+def test_missing_text_column_fails_with_the_fix(corpus_path):
+    with pytest.raises(ValueError, match=r"text_column 'content' is not a column of source 'book-en'"):
+        load_source(corpus_path, "book-en", text_column="content")
+
+
+def test_tokenizer_without_eos_fails_with_the_fix(tmp_path, corpus_path):
+    tokenizer = make_tokenizer(tmp_path, with_eos=False)
+    with pytest.raises(ValueError, match="has no eos_token; set tokenizer.eos_token"):
+        load_corpus(corpus_path, ["book-en"], tokenizer, max_length=32)
+
+
+def test_documents_under_min_doc_tokens_are_dropped(tokenizer):
+    data = Dataset.from_dict({"text": ["g0w1 " * 19, "g0w1 " * 20, "g0w1 " * 40]})
+    kept = tokenize_documents(data, tokenizer, min_doc_tokens=20)
+    assert [len(ids) for ids in kept["input_ids"]] == [20, 40]
+
+
+def test_packing_joins_documents_with_eos_into_full_blocks():
+    documents = Dataset.from_dict({"input_ids": [[5, 6, 7], [8, 9], [10, 11, 12, 13]]})
+    packed = pack_documents(documents, eos_token_id=1, max_length=4)
+    # Stream: 5 6 7 1 8 9 1 10 11 12 13 1 -> three full blocks, nothing left over.
+    assert packed["input_ids"] == [[5, 6, 7, 1], [8, 9, 1, 10], [11, 12, 13, 1]]
+    shorter = pack_documents(documents, eos_token_id=1, max_length=5)
+    assert shorter["input_ids"] == [[5, 6, 7, 1, 8], [9, 1, 10, 11, 12]]  # the partial tail is dropped
+
+
+def test_every_block_is_pure_in_its_topic_and_full(corpus_path, tokenizer):
+    corpus = load_corpus(corpus_path, SOURCES, tokenizer, max_length=32, topic_sources=["web-en", "web-cn"])
+    assert corpus.group_names == list(CORPUS_LAYOUT)
+    expected_group = {name: index for index, name in enumerate(CORPUS_LAYOUT)}
+    for row in corpus.train:
+        ids = np.array(row["input_ids"])
+        assert len(ids) == 32
+        words = ids[ids != tokenizer.eos_token_id]
+        assert {group_of_token(t) for t in words} == {expected_group[corpus.group_names[row["group"]]]}
+    assert all(count > 0 for count in corpus.blocks_per_group().values())
+
+
+def test_validation_documents_keep_their_group_and_are_truncated(corpus_path, tokenizer):
+    corpus = load_corpus(corpus_path, SOURCES, tokenizer, max_length=30, topic_sources=["web-en", "web-cn"])
+    names = corpus.validation.features["group"].names
+    assert names == corpus.group_names
+    assert max(len(ids) for ids in corpus.validation["input_ids"]) <= 30
+    counts = np.bincount(corpus.validation["group"], minlength=len(names))
+    assert counts.tolist() == [2, 2, 2, 2, 2]
+
+
+def test_a_topic_source_without_its_topic_column_fails_with_the_fix(corpus_path, tokenizer):
+    with pytest.raises(ValueError, match=r"topic_column 'topic' is not a column of source 'book-en'"):
+        load_corpus(corpus_path, ["book-en"], tokenizer, max_length=32, topic_sources=["book-en"])
+
+
+def test_a_group_shorter_than_one_block_fails_with_the_fix(tmp_path, tokenizer):
+    folder = tmp_path / "data" / "book-en"
+    folder.mkdir(parents=True)
+    (folder / "train.jsonl").write_text(json.dumps({"text": "g2w1 " * 25}) + "\n")
+    with pytest.raises(ValueError, match=r"'book-en' has fewer than max_length=64 tokens.*lower max_length"):
+        load_corpus(str(tmp_path), ["book-en"], tokenizer, max_length=64)

@@ -1,0 +1,76 @@
+"""Worker for the two-process test: a micro CPTTrainer run under torchrun (gloo, world size 2).
+
+Each rank writes the blocks it trained on, the planned global order it built, and its world size.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from conftest import make_model, make_tokenizer, write_corpus  # noqa: E402
+
+from hf_cpt import CPTConfig, CPTTrainer  # noqa: E402
+from hf_cpt.data import load_corpus, plan_stage  # noqa: E402
+
+
+class RecordingTrainer(CPTTrainer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen = []
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training:
+            self.seen.extend(inputs["input_ids"].tolist())
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+
+def main(output: Path) -> None:
+    args = CPTConfig(
+        output_dir=str(output / "run"),
+        max_length=32,
+        per_device_train_batch_size=2,
+        bf16=False,
+        use_cpu=True,
+        report_to="none",
+        logging_steps=2,
+        save_strategy="no",
+        seed=0,
+        activation_checkpointing=False,
+        learning_rate=1e-3,
+    )
+    rank = args.process_index
+    tokenizer = make_tokenizer(output / f"tokenizer-{rank}")
+    corpus = load_corpus(
+        str(write_corpus(output / f"corpus-{rank}")),
+        ["web-en", "book-en", "web-cn"],
+        tokenizer,
+        32,
+        topic_sources=["web-en", "web-cn"],
+    )
+    global_batch = args.per_device_train_batch_size * args.world_size
+    sampler = plan_stage(
+        corpus.train, {"web-en": 0.6, "book-en": 0.2, "web-cn": 0.2}, 32 * global_batch * 6, global_batch
+    )
+    trainer = RecordingTrainer(
+        model=make_model(len(tokenizer)),
+        args=args,
+        train_dataset=corpus.train,
+        train_sampler=sampler,
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    trainer.save_model()
+    index_of = {tuple(row["input_ids"]): i for i, row in enumerate(corpus.train)}
+    report = {
+        "world_size": args.world_size,
+        "planned": [int(i) for i in sampler.order],
+        "seen": [index_of[tuple(block)] for block in trainer.seen],
+        "tokens_consumed": trainer.tokens_consumed,
+    }
+    (output / f"rank{rank}.json").write_text(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
