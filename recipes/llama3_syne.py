@@ -9,7 +9,7 @@ Stage 2, synthetic enhancement: Chinese : English : synthetic = 1 : 7 : 2, rando
 
 Any field of `RecipeArguments` or `CPTConfig` can be overridden on the command line
 (`--max_steps 4`, `--output_dir runs/x`). Writes into `output_dir`: one folder per stage (checkpoints
-and the stage's model), `final_model/`, `report.md`, `training_loss.png`, `validation_perplexity.png`.
+and the stage's model), `final_model/`, `report.md`, `training_loss.png`, `validation_perplexity.png` and `.json`.
 A stage whose folder already holds its finished model is skipped; an unfinished one resumes from its
 last checkpoint.
 """
@@ -148,6 +148,7 @@ def write_report(
     stages: list[dict],
 ) -> None:
     output = Path(output_dir)
+    (output / "validation_perplexity.json").write_text(json.dumps(ppl_tables, indent=2, ensure_ascii=False))
     plot_training_loss({stage["name"]: stage["log_history"] for stage in stages}, output / "training_loss.png")
     plot_group_perplexity(ppl_tables, output / "validation_perplexity.png")
     lines = [
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     if "--config" not in argv:
         argv = ["--config", str(DEFAULT_CONFIG), *argv]
     recipe_args, config = TrlParser((RecipeArguments, CPTConfig)).parse_args_and_config(argv)
-    state = PartialState()
+    state = PartialState(cpu=config.use_cpu)
     logging.basicConfig(
         level=logging.INFO if state.is_main_process else logging.WARNING,
         format="%(asctime)s %(name)s: %(message)s",

@@ -2,11 +2,13 @@
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from test_two_process import free_port
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "llama3_syne.py"
 MAX_LENGTH = 32
@@ -107,3 +109,44 @@ def test_a_stage_with_zero_tokens_fails_before_training(tmp_path, tiny_model_pat
     config = write_config(tmp_path / "config.yaml", tiny_model_path, corpus_path, tmp_path / "run", stages)
     with pytest.raises(ValueError, match=r"stages\[0\] \(adaptation\).num_tokens is 0, less than one optimizer step"):
         load_recipe().main(["--config", str(config)])
+
+
+def test_two_processes_plan_the_same_stage_and_agree_on_per_topic_perplexity(tmp_path, tiny_model_path, corpus_path):
+    """`accelerate launch` with two CPU processes (gloo): same block accounting and per-topic PPL as one process."""
+    single = tmp_path / "single"
+    load_recipe().main(
+        ["--config", str(write_config(tmp_path / "single.yaml", tiny_model_path, corpus_path, single, STAGES))]
+    )
+    double = tmp_path / "double"
+    config = write_config(tmp_path / "double.yaml", tiny_model_path, corpus_path, double, STAGES)
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(RECIPE.parent / "accelerate_configs" / "two_process_cpu.yaml"),
+        "--main_process_port",
+        str(free_port()),
+        str(RECIPE),
+        "--config",
+        str(config),
+        "--per_device_train_batch_size",
+        "2",
+    ]
+    result = subprocess.run(launch, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    one = json.loads((single / "final_model" / "data_recipe.json").read_text())
+    two = json.loads((double / "final_model" / "data_recipe.json").read_text())
+    for stage in ("adaptation", "synthetic"):
+        assert (one[stage]["world_size"], two[stage]["world_size"]) == (1, 2)
+        assert two[stage]["global_step"] == one[stage]["global_step"]
+        assert {s: e["tokens_consumed"] for s, e in two[stage]["sources"].items()} == {
+            s: e["tokens_consumed"] for s, e in one[stage]["sources"].items()
+        }
+    # Before training both score the same model: the NLL sums split across ranks add up exactly.
+    before_one = json.loads((single / "validation_perplexity.json").read_text())["before"]
+    before_two = json.loads((double / "validation_perplexity.json").read_text())["before"]
+    assert before_two.keys() == before_one.keys()
+    for group, entry in before_one.items():
+        assert before_two[group]["tokens"] == entry["tokens"]
+        assert before_two[group]["perplexity"] == pytest.approx(entry["perplexity"], rel=1e-5)

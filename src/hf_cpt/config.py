@@ -90,11 +90,12 @@ class CPTConfig(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        if not torch.accelerator.is_available():
+            # Say so explicitly: transformers allows bf16 without a GPU only then, and accelerate builds a
+            # gloo process group across CPU processes only then (else each process trains alone).
+            self.use_cpu = True
         if self.bf16 is None:
             self.bf16 = hardware_supports_bf16()
-            if self.bf16 and not torch.cuda.is_available():
-                # transformers only allows bf16 without a GPU when told it runs on the CPU.
-                self.use_cpu = True
         if self.max_length < 2:
             raise ValueError(f"max_length is {self.max_length}; set it to the block length in tokens (e.g. 2048).")
         if not 0.0 <= self.decay_ratio < 1.0:

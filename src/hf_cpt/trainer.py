@@ -174,6 +174,7 @@ class CPTTrainer(Trainer):
             source["consumed_ratio"] = source["tokens_consumed"] / total if total else 0.0
         return {
             "max_length": self.args.max_length,
+            "world_size": self.args.world_size,
             "global_step": self.state.global_step,
             "tokens_consumed": total,
             "sources": sources,

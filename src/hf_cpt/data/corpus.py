@@ -11,6 +11,7 @@ from transformers import PreTrainedTokenizerBase
 
 from hf_cpt.data.packing import (
     GROUP_COLUMN,
+    group_sizes,
     pack_documents,
     require_eos,
     split_by_topic,
@@ -40,10 +41,7 @@ class Corpus:
         return self.train.features[GROUP_COLUMN].names
 
     def blocks_per_group(self) -> dict[str, int]:
-        counts = dict.fromkeys(self.group_names, 0)
-        for group in self.train[GROUP_COLUMN]:
-            counts[self.group_names[group]] += 1
-        return counts
+        return group_sizes(self.train)
 
 
 def load_corpus(

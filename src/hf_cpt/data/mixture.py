@@ -18,7 +18,7 @@ import numpy as np
 from datasets import Dataset
 from torch.utils.data import Sampler
 
-from hf_cpt.data.packing import GROUP_COLUMN, source_of
+from hf_cpt.data.packing import GROUP_COLUMN, group_sizes, source_of
 
 
 def normalize_ratios(ratios: Mapping[str, float], field: str = "ratios") -> dict[str, float]:
@@ -142,7 +142,7 @@ class StaticMixtureSampler(Sampler[int]):
         return np.concatenate(draws)[order]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.order.tolist())
+        return map(int, self.order)  # lazily: a list of every index would cost ~30 bytes each
 
     def __len__(self) -> int:
         return len(self.order)
@@ -165,7 +165,7 @@ def plan_stage(
     max_length = len(blocks[0]["input_ids"]) if len(blocks) else 0
     names = blocks.features[GROUP_COLUMN].names
     group_ids = np.asarray(blocks[GROUP_COLUMN])
-    sizes = {name: int(np.sum(group_ids == index)) for index, name in enumerate(names)}
+    sizes = group_sizes(blocks)
     ratios = normalize_ratios(source_ratios, f"{stage}.mixture")
     for source in ratios:
         if not any(source_of(group) == source and size > 0 for group, size in sizes.items()):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import pyarrow as pa
 from datasets import ClassLabel, Dataset, concatenate_datasets
 from transformers import PreTrainedTokenizerBase
 
@@ -88,18 +89,27 @@ def pack_documents(
     lost (with 10k documents per batch, well under 0.1% of a real corpus).
     """
 
-    def pack(batch: dict) -> dict:
-        stream = np.fromiter((token for doc in batch["input_ids"] for token in (*doc, eos_token_id)), dtype=np.int64)
-        num_blocks = len(stream) // max_length
-        return {"input_ids": stream[: num_blocks * max_length].reshape(num_blocks, max_length).tolist()}
+    def pack(batch: pa.Table) -> pa.Table:
+        # Arrow hands over the batch as one flat token array plus offsets: no per-token Python work.
+        documents = batch["input_ids"].combine_chunks()
+        tokens = documents.flatten().to_numpy()
+        ends = documents.offsets.to_numpy()[1:] - documents.offsets[0].as_py()
+        stream = np.insert(tokens, ends, np.asarray(eos_token_id, dtype=tokens.dtype))
+        usable = len(stream) // max_length * max_length
+        offsets = pa.array(np.arange(0, usable + 1, max_length, dtype=np.int32))
+        return pa.table({"input_ids": pa.ListArray.from_arrays(offsets, pa.array(stream[:usable]))})
 
-    return tokenized.map(
-        pack,
-        batched=True,
-        batch_size=batch_size,
-        num_proc=num_proc,
-        remove_columns=tokenized.column_names,
-        desc=f"Packing into {max_length}-token blocks",
+    return (
+        tokenized.with_format("arrow")
+        .map(
+            pack,
+            batched=True,
+            batch_size=batch_size,
+            num_proc=num_proc,
+            remove_columns=tokenized.column_names,
+            desc=f"Packing into {max_length}-token blocks",
+        )
+        .with_format(None)
     )
 
 
@@ -113,8 +123,16 @@ def split_by_topic(tokenized: Dataset, source: str, topic_column: str | None) ->
             f"Source {source!r} has documents with an empty {topic_column!r}; label every document "
             "or leave this source out of topic_sources."
         )
-    column = np.asarray(tokenized[topic_column])
-    return {group_name(source, topic): tokenized.select(np.flatnonzero(column == topic)) for topic in sorted(topics)}
+    # One filter pass per topic reads only the topic column, so memory stays flat at any corpus size.
+    return {
+        group_name(source, topic): tokenized.filter(
+            lambda values, wanted=topic: [value == wanted for value in values],
+            input_columns=topic_column,
+            batched=True,
+            desc=f"Selecting {source}/{topic}",
+        )
+        for topic in sorted(topics)
+    }
 
 
 def with_group_column(parts: Mapping[str, Dataset], names: Sequence[str] | None = None) -> Dataset:
@@ -131,3 +149,10 @@ def with_group_column(parts: Mapping[str, Dataset], names: Sequence[str] | None 
         for name, part in parts.items()
     ]
     return concatenate_datasets(labelled)
+
+
+def group_sizes(dataset: Dataset) -> dict[str, int]:
+    """Rows per group name of a dataset with a `group` column (blocks of a pool, or documents)."""
+    names = dataset.features[GROUP_COLUMN].names
+    counts = np.bincount(np.asarray(dataset[GROUP_COLUMN], dtype=np.int64), minlength=len(names))
+    return dict(zip(names, counts.tolist(), strict=True))
