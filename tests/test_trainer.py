@@ -143,11 +143,13 @@ def test_resume_replays_the_same_blocks_and_ends_with_the_same_weights(tmp_path,
         processing_class=tokenizer,
     )
     full.train()
+    # A restarted process plans the stage anew, as the recipe does.
+    replanned = plan_stage(corpus.train, RATIOS, MAX_LENGTH * 4 * 8, 4, seed=5)
     resumed = RecordingTrainer(
         model=make_model(len(tokenizer), seed=1),
         args=config(tmp_path / "resumed"),
         train_dataset=corpus.train,
-        train_sampler=sampler,
+        train_sampler=replanned,
         processing_class=tokenizer,
     )
     resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-3"))
