@@ -8,6 +8,7 @@ from conftest import CORPUS_LAYOUT, WORDS_PER_GROUP, make_tokenizer
 from datasets import Dataset
 
 from hf_cpt.data import load_corpus, load_source, pack_documents, tokenize_documents
+from hf_cpt.data.packing import group_sizes
 
 SOURCES = ["web-en", "book-en", "web-cn", "synthesis-en"]
 
@@ -76,7 +77,7 @@ def test_every_block_is_pure_in_its_topic_and_full(corpus_path, tokenizer):
         assert len(ids) == 32
         words = ids[ids != tokenizer.eos_token_id]
         assert {group_of_token(t) for t in words} == {expected_group[corpus.group_names[row["group"]]]}
-    assert all(count > 0 for count in corpus.blocks_per_group().values())
+    assert all(count > 0 for count in group_sizes(np.asarray(corpus.train["group"]), corpus.group_names).values())
 
 
 def test_validation_documents_keep_their_group_and_are_truncated(corpus_path, tokenizer):

@@ -11,7 +11,6 @@ from transformers import PreTrainedTokenizerBase
 
 from hf_cpt.data.packing import (
     GROUP_COLUMN,
-    group_sizes,
     pack_documents,
     require_eos,
     split_by_topic,
@@ -39,9 +38,6 @@ class Corpus:
     @property
     def group_names(self) -> list[str]:
         return self.train.features[GROUP_COLUMN].names
-
-    def blocks_per_group(self) -> dict[str, int]:
-        return group_sizes(self.train)
 
 
 def load_corpus(

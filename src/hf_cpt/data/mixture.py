@@ -71,7 +71,7 @@ def allocate_blocks(weights: Mapping[str, float], num_blocks: int) -> dict[str, 
 
 
 def allocate_group_blocks(
-    source_ratios: Mapping[str, float], group_sizes: Mapping[str, int], num_blocks: int
+    source_ratios: Mapping[str, float], blocks_per_group: Mapping[str, int], num_blocks: int
 ) -> dict[str, int]:
     """Blocks per group: first per source (the stage's token ratios), then per topic inside a source.
 
@@ -81,7 +81,7 @@ def allocate_group_blocks(
     per_source = allocate_blocks(source_ratios, num_blocks)
     counts: dict[str, int] = {}
     for source, source_blocks in per_source.items():
-        groups = {group: size for group, size in group_sizes.items() if source_of(group) == source and size > 0}
+        groups = {group: size for group, size in blocks_per_group.items() if source_of(group) == source and size > 0}
         counts.update(allocate_blocks(groups, source_blocks))
     return counts
 
@@ -165,7 +165,7 @@ def plan_stage(
     max_length = len(blocks[0]["input_ids"]) if len(blocks) else 0
     names = blocks.features[GROUP_COLUMN].names
     group_ids = np.asarray(blocks[GROUP_COLUMN])
-    sizes = group_sizes(blocks)
+    sizes = group_sizes(group_ids, names)
     ratios = normalize_ratios(source_ratios, f"{stage}.mixture")
     for source in ratios:
         if not any(source_of(group) == source and size > 0 for group, size in sizes.items()):

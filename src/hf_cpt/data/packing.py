@@ -151,8 +151,7 @@ def with_group_column(parts: Mapping[str, Dataset], names: Sequence[str] | None 
     return concatenate_datasets(labelled)
 
 
-def group_sizes(dataset: Dataset) -> dict[str, int]:
-    """Rows per group name of a dataset with a `group` column (blocks of a pool, or documents)."""
-    names = dataset.features[GROUP_COLUMN].names
-    counts = np.bincount(np.asarray(dataset[GROUP_COLUMN], dtype=np.int64), minlength=len(names))
+def group_sizes(group_ids: np.ndarray, names: Sequence[str]) -> dict[str, int]:
+    """Rows per group name, from the `group` column already read into an array (read it once)."""
+    counts = np.bincount(np.asarray(group_ids, dtype=np.int64), minlength=len(names))
     return dict(zip(names, counts.tolist(), strict=True))
