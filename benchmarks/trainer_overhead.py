@@ -24,7 +24,7 @@ from datasets import ClassLabel, Dataset  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 
 from hf_cpt import CPTConfig, CPTTrainer  # noqa: E402
-from hf_cpt.data import StaticMixtureSampler  # noqa: E402
+from hf_cpt.mixture import TopicMixtureSampler  # noqa: E402
 from hf_cpt.trainer import collate_blocks  # noqa: E402
 
 VOCAB = 512
@@ -104,8 +104,8 @@ def run_plain(data: Dataset, steps: int, batch: int) -> list[float]:
 def run_cpt(data: Dataset, steps: int, batch: int, max_length: int) -> list[float]:
     timer = StepTimer()
     groups = np.asarray(data["group"])
-    sampler = StaticMixtureSampler(
-        groups, {g: steps * batch // len(GROUPS) + 1 for g in range(len(GROUPS))}, group_names=GROUPS
+    sampler = TopicMixtureSampler(
+        groups, dict.fromkeys(GROUPS, 1.0), num_samples=steps * batch + len(GROUPS), topic_names=GROUPS
     )
     with tempfile.TemporaryDirectory() as output_dir:
         args = CPTConfig(

@@ -1,6 +1,7 @@
 """Llama-3-SynE: two-stage continual pre-training (arXiv 2407.18743, §3).
 
-Stage 1, bilingual adaptation: Chinese : English = 2 : 8, web text packed per topic.
+Stage 1, bilingual adaptation: Chinese : English = 2 : 8, web text packed per topic, topic proportions
+re-weighted every round from the change of per-topic validation perplexity (§3.2.1).
 Stage 2, synthetic enhancement: Chinese : English : synthetic = 1 : 7 : 2, random sampling.
 
     python recipes/llama3_syne.py                      # embedded default: SmolLM2-135M, bundled corpus, CPU
@@ -9,7 +10,8 @@ Stage 2, synthetic enhancement: Chinese : English : synthetic = 1 : 7 : 2, rando
 
 Any field of `RecipeArguments` or `CPTConfig` can be overridden on the command line
 (`--max_steps 4`, `--output_dir runs/x`). Writes into `output_dir`: one folder per stage (checkpoints
-and the stage's model), `final_model/`, `report.md`, `training_loss.png`, `validation_perplexity.png` and `.json`.
+and the stage's model, plus `topic_mixture.json`/`.png` for a stage with the topic mixture), `final_model/`,
+`report.md`, `training_loss.png`, `validation_perplexity.png` and `.json`.
 A stage whose folder already holds its finished model is skipped; an unfinished one resumes from its
 last checkpoint.
 """
@@ -32,17 +34,18 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
 
 from hf_cpt import CPTConfig, CPTTrainer
-from hf_cpt.data import (
-    DEMO_CORPUS_PATH,
-    TOPIC_SOURCES,
-    flatten_mixture,
-    load_corpus,
-    plan_stage,
-    resolve_mixture,
-)
+from hf_cpt.data import DEMO_CORPUS_PATH, TOPIC_SOURCES, flatten_mixture, load_corpus, resolve_mixture
+from hf_cpt.mixture import plan_stage
+from hf_cpt.mixture.callback import HISTORY_NAME
 from hf_cpt.modeling import check_max_length, embedded_model_path, load_causal_lm
 from hf_cpt.perplexity import perplexity_by_group
-from hf_cpt.reporting import perplexity_section, plot_group_perplexity, plot_training_loss, tokens_section
+from hf_cpt.reporting import (
+    mixture_section,
+    perplexity_section,
+    plot_group_perplexity,
+    plot_training_loss,
+    tokens_section,
+)
 from hf_cpt.trainer import DATA_RECIPE_NAME
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "llama3_syne_demo.yaml"
@@ -78,9 +81,13 @@ class RecipeArguments:
 
 def evaluate(model: torch.nn.Module, corpus, config: CPTConfig, batch_size: int, pad_id: int) -> dict:
     """Per-group validation perplexity, under the same bf16 autocast as training."""
-    device_type = "cuda" if torch.cuda.is_available() and not config.use_cpu else "cpu"
-    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bool(config.bf16)):
-        return perplexity_by_group(model, corpus.validation, corpus.group_names, batch_size, pad_id)
+    return perplexity_by_group(model, corpus.validation, corpus.group_names, batch_size, pad_id, bf16=config.bf16)
+
+
+def mixture_rounds(stage_dir: str) -> list[dict]:
+    """The topic mixture's rounds a stage wrote, or none."""
+    path = Path(stage_dir, f"{HISTORY_NAME}.json")
+    return json.loads(path.read_text())["rounds"] if path.is_file() else []
 
 
 def run_stage(index: int, stage: dict[str, Any], model, tokenizer, corpus, config: CPTConfig) -> dict[str, Any]:
@@ -116,6 +123,7 @@ def run_stage(index: int, stage: dict[str, Any], model, tokenizer, corpus, confi
             "name": name,
             "log_history": state["log_history"],
             "recipe": json.loads(Path(stage_dir, DATA_RECIPE_NAME).read_text()),
+            "mixture": mixture_rounds(stage_dir),
         }
     trainer = CPTTrainer(
         model=model,
@@ -123,6 +131,7 @@ def run_stage(index: int, stage: dict[str, Any], model, tokenizer, corpus, confi
         train_dataset=corpus.train,
         train_sampler=sampler,
         processing_class=tokenizer,
+        topic_eval_dataset=corpus.validation if stage_config.mixture_alpha is not None else None,
     )
     last = get_last_checkpoint(stage_dir) if os.path.isdir(stage_dir) else None
     logger.info(
@@ -136,7 +145,12 @@ def run_stage(index: int, stage: dict[str, Any], model, tokenizer, corpus, confi
     trainer.train(resume_from_checkpoint=last)
     trainer.save_model()
     trainer.save_state()
-    return {"name": name, "log_history": trainer.state.log_history, "recipe": trainer.data_recipe()}
+    return {
+        "name": name,
+        "log_history": trainer.state.log_history,
+        "recipe": trainer.data_recipe(),
+        "mixture": mixture_rounds(stage_dir),
+    }
 
 
 def write_report(
@@ -175,6 +189,16 @@ def write_report(
             "",
             tokens_section(recipe),
         ]
+    for stage in stages:
+        if stage["mixture"]:
+            lines += [
+                "",
+                f"## Topic mixture: {stage['name']}",
+                "",
+                mixture_section(stage["mixture"]),
+                "",
+                f"![topic mixture]({stage['name']}/{HISTORY_NAME}.png)",
+            ]
     lines += ["", "## Training loss", "", "![training loss](training_loss.png)", ""]
     (output / "report.md").write_text("\n".join(lines), encoding="utf-8")
 

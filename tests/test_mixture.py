@@ -1,19 +1,11 @@
-"""Static stage mixtures: ratios, block allocation, and the planned order of a stage."""
+"""Stage mixtures: ratio specs, and the planned sampler of a stage."""
 
 import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset
 
-from hf_cpt.data import (
-    MIXTURES,
-    StaticMixtureSampler,
-    allocate_blocks,
-    allocate_group_blocks,
-    flatten_mixture,
-    normalize_ratios,
-    plan_stage,
-    resolve_mixture,
-)
+from hf_cpt.data import MIXTURES, flatten_mixture, normalize_ratios, resolve_mixture
+from hf_cpt.mixture import TopicMixtureSampler, plan_stage, stage_group_weights
 
 
 def test_paper_stage_mixtures_flatten_to_source_token_shares():
@@ -48,49 +40,19 @@ def test_unknown_mixture_preset_names_the_choices():
         resolve_mixture("stage9")
 
 
-def test_largest_remainder_allocation_is_exact_and_within_one_block():
-    weights = {"a": 0.14, "b": 0.01, "c": 0.04, "d": 0.32, "e": 0.49}
-    counts = allocate_blocks(weights, 97)
-    assert sum(counts.values()) == 97
-    for key, weight in weights.items():
-        assert abs(counts[key] - 97 * weight) < 1
+def test_topics_inside_a_source_share_its_weight_by_their_blocks():
+    weights = stage_group_weights({"web-en": 0.5, "book-en": 0.5}, {"web-en/A": 30, "web-en/B": 10, "book-en": 5})
+    assert weights == pytest.approx({"web-en/A": 0.375, "web-en/B": 0.125, "book-en": 0.5})
 
 
-def test_topics_inside_a_source_share_its_blocks_by_their_size():
-    counts = allocate_group_blocks({"web-en": 0.5, "book-en": 0.5}, {"web-en/A": 30, "web-en/B": 10, "book-en": 5}, 40)
-    assert counts == {"web-en/A": 15, "web-en/B": 5, "book-en": 20}
-
-
-def test_sampler_draws_exact_counts_without_replacement_within_a_pass():
-    groups = np.array([0] * 5 + [1] * 3 + [2] * 4)
-    sampler = StaticMixtureSampler(groups, {0: 5, 1: 7, 2: 2}, seed=3)
-    order = np.array(list(sampler))
-    assert len(sampler) == 14
-    assert np.bincount(groups[order], minlength=3).tolist() == [5, 7, 2]
-    group0 = order[groups[order] == 0]
-    assert sorted(group0.tolist()) == [0, 1, 2, 3, 4]  # one full pass, each block once
-    group1 = order[groups[order] == 1].tolist()
-    assert sorted(group1[:3]) == [5, 6, 7] and sorted(group1[3:6]) == [5, 6, 7]  # passes restart whole
-    group2 = order[groups[order] == 2].tolist()
-    assert len(set(group2)) == 2
-
-
-def test_sampler_is_deterministic_by_seed():
-    groups = np.repeat(np.arange(4), 50)
-    counts = {0: 40, 1: 30, 2: 20, 3: 10}
-    assert list(StaticMixtureSampler(groups, counts, seed=7)) == list(StaticMixtureSampler(groups, counts, seed=7))
-    assert list(StaticMixtureSampler(groups, counts, seed=7)) != list(StaticMixtureSampler(groups, counts, seed=8))
-
-
-def test_every_prefix_of_the_order_stays_within_two_blocks_of_each_share():
+def test_every_prefix_of_a_stage_stays_within_two_blocks_of_each_share():
     groups = np.repeat(np.arange(5), 100)
-    counts = {0: 140, 1: 10, 2: 40, 3: 320, 4: 490}
-    order = np.array(list(StaticMixtureSampler(groups, counts, seed=0)))
-    seen = np.zeros(5)
-    for position, index in enumerate(order, start=1):
-        seen[groups[index]] += 1
-        expected = np.array([counts[g] for g in range(5)]) * position / 1000
-        assert np.all(np.abs(seen - expected) <= 2), (position, seen, expected)
+    shares = np.array([0.14, 0.01, 0.04, 0.32, 0.49])
+    sampler = TopicMixtureSampler(groups, dict(enumerate(shares)), seed=0, num_samples=1000)
+    drawn = groups[sampler.indices(0, 1000)]
+    seen = np.cumsum(np.eye(5)[drawn], axis=0)
+    expected = np.outer(np.arange(1, 1001), shares)
+    assert np.abs(seen - expected).max() <= 2
 
 
 def blocks(groups: list[int], names: list[str], length: int = 8) -> Dataset:

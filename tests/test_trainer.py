@@ -8,7 +8,8 @@ from conftest import make_model
 from transformers import TrainingArguments
 
 from hf_cpt import CPTConfig, CPTTrainer
-from hf_cpt.data import load_corpus, plan_stage, source_of
+from hf_cpt.data import load_corpus, source_of
+from hf_cpt.mixture import plan_stage
 from hf_cpt.trainer import DATA_RECIPE_NAME, collate_blocks
 
 MAX_LENGTH = 32
@@ -105,7 +106,7 @@ def test_per_group_loss_and_tokens_are_logged_and_saved(tmp_path, tokenizer, cor
     trainer.save_model()
     # Tokens per group at the last log = blocks of that group in the planned order x max_length.
     planned = {name: 0 for name in corpus.group_names}
-    for index in sampler.order:
+    for index in sampler.indices(0, len(sampler)):
         planned[corpus.group_names[corpus.train[int(index)]["group"]]] += MAX_LENGTH
     last = [entry for entry in trainer.state.log_history if "loss" in entry][-1]
     assert {name: last[f"tokens/{name}"] for name in planned} == planned

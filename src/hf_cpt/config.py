@@ -8,6 +8,7 @@ are the defaults here; everything else is plain `TrainingArguments`, so a `CPTCo
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -45,6 +46,15 @@ class CPTConfig(TrainingArguments):
         min_lr_ratio: learning rate at the end of the decay, as a fraction of `learning_rate`.
         attn_implementation: attention kernel when the trainer loads the model itself; `None` picks
             FlashAttention 2 where installed and usable, else PyTorch sdpa.
+
+    Topic mixture (§3.2.1), active when `mixture_alpha` is set and the trainer draws from a
+    `TopicMixtureSampler` with per-topic validation documents (`CPTTrainer(topic_eval_dataset=...)`):
+        mixture_alpha: step size α of the re-weighting rule (the paper does not publish it).
+        mixture_round_tokens / mixture_round_steps: length of a round (the paper: ~40B tokens); set one.
+        mixture_importance: topic name -> importance w_i (default 1 each); JSON on the command line.
+        mixture_min_proportion: floor on a topic's proportion within its scope (an extension; 0 = off).
+        mixture_scope: `"source"` re-weights the topics of each source among themselves, keeping the
+            stage's source ratios (Chinese : English = 2 : 8); `"all"` re-weights every group together.
     """
 
     # Method-specific defaults (§3.4).
@@ -89,6 +99,23 @@ class CPTConfig(TrainingArguments):
         metadata={"help": "Attention kernel; default: flash_attention_2 if installed, else sdpa."},
     )
 
+    mixture_alpha: float | None = field(
+        default=None, metadata={"help": "Step size of the topic re-weighting; None keeps the weights fixed."}
+    )
+    mixture_round_tokens: int | None = field(
+        default=None, metadata={"help": "Tokens per re-weighting round (paper: ~40B)."}
+    )
+    mixture_round_steps: int | None = field(default=None, metadata={"help": "Optimizer steps per round."})
+    mixture_importance: dict | str | None = field(
+        default=None, metadata={"help": "Topic name -> importance w_i (default 1); JSON on the command line."}
+    )
+    mixture_min_proportion: float = field(
+        default=0.0, metadata={"help": "Floor on a topic's proportion within its scope (extension; 0 = off)."}
+    )
+    mixture_scope: str = field(
+        default="source", metadata={"help": "source: re-weight topics within each source; all: every group."}
+    )
+
     def __post_init__(self) -> None:
         if not torch.accelerator.is_available():
             # Say so explicitly: transformers allows bf16 without a GPU only then, and accelerate builds a
@@ -108,7 +135,24 @@ class CPTConfig(TrainingArguments):
             )
         if self.warmup_tokens is not None and self.warmup_tokens < 0:
             raise ValueError(f"warmup_tokens is {self.warmup_tokens}; set it to 0 or more tokens.")
+        self._check_mixture_fields()
         super().__post_init__()
+
+    def _check_mixture_fields(self) -> None:
+        if isinstance(self.mixture_importance, str):
+            self.mixture_importance = json.loads(self.mixture_importance)
+        if self.mixture_scope not in ("source", "all"):
+            raise ValueError(f"mixture_scope is {self.mixture_scope!r}; set it to 'source' or 'all'.")
+        if not 0.0 <= self.mixture_min_proportion < 1.0:
+            raise ValueError(f"mixture_min_proportion is {self.mixture_min_proportion}; set it in [0, 1).")
+        if self.mixture_alpha is None:
+            return
+        if not math.isfinite(self.mixture_alpha) or self.mixture_alpha < 0:
+            raise ValueError(f"mixture_alpha is {self.mixture_alpha}; set the step size to a number >= 0.")
+        if (self.mixture_round_tokens is None) == (self.mixture_round_steps is None):
+            raise ValueError(
+                "mixture_alpha is set: set exactly one of mixture_round_tokens (paper: ~40B) and mixture_round_steps."
+            )
 
     @property
     def tokens_per_step(self) -> int:

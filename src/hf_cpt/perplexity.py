@@ -48,12 +48,14 @@ def perplexity_by_group(
     group_names: Sequence[str],
     batch_size: int = 8,
     pad_token_id: int = 0,
+    bf16: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Validation perplexity per group of a dataset with `input_ids` and an integer `group` column.
 
     Documents are scored whole (each is at most one context long), in batches of similar length.
     Under `torch.distributed` each rank scores every world-size-th document and the NLL sums and token
-    counts are all-reduced, so every rank returns the same table.
+    counts are all-reduced, so every rank returns the same table. With `bf16`, the forward runs under
+    bf16 autocast, as mixed-precision training does; the NLL is summed in float64 either way.
 
     Returns:
         `{group name: {"perplexity": ..., "nll": summed NLL, "tokens": predicted tokens}}` for every
@@ -77,7 +79,8 @@ def perplexity_by_group(
             attention_mask[i, : len(ids)] = 1
         labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
         input_ids, attention_mask, labels = input_ids.to(device), attention_mask.to(device), labels.to(device)
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(bf16)):
+            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
         seq_nll, seq_tokens = sequence_nll(logits, labels)
         group = torch.tensor(rows["group"], device=device)
         nll.index_add_(0, group, seq_nll.double())

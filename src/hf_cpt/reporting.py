@@ -130,3 +130,53 @@ def plot_group_perplexity(tables: Mapping[str, PerplexityTable], path: str | Pat
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def mixture_section(rounds: Sequence[Mapping[str, Any]]) -> str:
+    """Topic proportions and validation perplexity per round of the topic mixture, as two markdown tables."""
+    topics = list(dict.fromkeys(name for entry in rounds for name in entry["proportions"]))
+    labels = [f"round {entry['round']} (step {entry['step']})" for entry in rounds]
+    proportion_rows = [
+        [topic] + [f"{entry['proportions'].get(topic, 0.0):.4f}" for entry in rounds] for topic in topics
+    ]
+    perplexity_rows = [
+        [topic] + [f"{entry['perplexity'][topic]:.2f}" if topic in entry["perplexity"] else "-" for entry in rounds]
+        for topic in topics
+    ]
+    return "\n\n".join(
+        [
+            "Proportion of each group's draws from the start of each round on:",
+            _markdown_table(["group", *labels], proportion_rows),
+            "Validation perplexity measured at the end of each round (round 0: before training):",
+            _markdown_table(["group", *labels], perplexity_rows),
+        ]
+    )
+
+
+def plot_mixture_history(rounds: Sequence[Mapping[str, Any]], path: str | Path) -> None:
+    """Proportion and validation perplexity of every re-weighted topic over the rounds, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    adjusted = list(dict.fromkeys(name for entry in rounds for name in entry.get("delta", {})))
+    topics = adjusted or list(rounds[0]["proportions"])
+    steps = [entry["step"] for entry in rounds]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for topic in topics:
+        left.plot(steps, [entry["proportions"].get(topic, 0.0) for entry in rounds], marker="o", markersize=3)
+        right.plot(
+            steps, [entry["perplexity"].get(topic, math.nan) for entry in rounds], marker="o", markersize=3, label=topic
+        )
+    left.set_xlabel("optimizer step")
+    left.set_ylabel("proportion of draws")
+    left.set_title("Topic proportions by round")
+    right.set_xlabel("optimizer step")
+    right.set_ylabel("validation perplexity")
+    right.set_yscale("log")
+    right.set_title("Per-topic validation perplexity")
+    figure.legend(*right.get_legend_handles_labels(), loc="center right", fontsize=7)
+    figure.tight_layout(rect=(0, 0, 0.78, 1))
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

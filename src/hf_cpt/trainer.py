@@ -2,7 +2,8 @@
 
 What it adds to `Trainer`, and nothing else:
 - the paper's schedule (WSD warming up from a non-zero floor, `hf_cpt.schedules`);
-- one seam for the data order: `train_sampler=` (a static stage plan, or the topic mixture);
+- one seam for the data order: `train_sampler=` (e.g. `plan_stage`'s `TopicMixtureSampler`), and, with
+  `mixture_alpha` set, the online topic re-weighting of §3.2.1 (`TopicPerplexityCallback`) on it;
 - per-group (topic or source) training loss and tokens consumed at every logging step, read from the
   `group` id each packed block carries, out of the same logits the loss is computed from;
 - the data recipe (groups, target ratios, tokens consumed) in every checkpoint and the final model
@@ -14,16 +15,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from datasets import Dataset
 from torch.utils.data import Sampler
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from hf_cpt.config import CPTConfig
 from hf_cpt.data.packing import GROUP_COLUMN, source_of
+from hf_cpt.mixture import TopicMixtureSampler, TopicPerplexityCallback
 from hf_cpt.modeling import check_max_length, load_causal_lm
 from hf_cpt.perplexity import sequence_nll
 from hf_cpt.schedules import get_wsd_schedule_with_floor
@@ -50,9 +53,12 @@ class CPTTrainer(Trainer):
             installed, else sdpa).
         args: a `CPTConfig` (a plain `TrainingArguments` is converted, keeping its values).
         train_sampler: the order of training blocks as global dataset indices, identical on every rank
-            (accelerate shards it). A `StaticMixtureSampler` for a planned stage, or the topic mixture.
-            Its `target_ratios`, when it has them, go into the saved data recipe.
+            (accelerate shards it), e.g. the `TopicMixtureSampler` of `plan_stage`. Its `target_ratios` and
+            weight `history`, when it has them, go into the saved data recipe.
         group_names: names of the `group` ids; read from `train_dataset.features["group"]` when omitted.
+        topic_eval_dataset: per-topic validation documents for the topic mixture (`input_ids` and `group`
+            columns, e.g. `Corpus.validation`, or a mapping topic name -> dataset); needed when
+            `args.mixture_alpha` is set.
     """
 
     def __init__(
@@ -61,6 +67,7 @@ class CPTTrainer(Trainer):
         args: CPTConfig | TrainingArguments | None = None,
         train_sampler: Sampler[int] | None = None,
         group_names: Sequence[str] | None = None,
+        topic_eval_dataset: Dataset | Mapping[str, Dataset] | None = None,
         **kwargs: Any,
     ) -> None:
         if args is None:
@@ -79,6 +86,12 @@ class CPTTrainer(Trainer):
         kwargs.setdefault("data_collator", collate_blocks)
         super().__init__(model=model, args=args, **kwargs)
         self.train_sampler = train_sampler
+        documents = getattr(train_sampler, "num_documents", None)
+        if documents is not None and self.train_dataset is not None and documents != len(self.train_dataset):
+            raise ValueError(
+                f"train_sampler has topics for {documents} documents but train_dataset has {len(self.train_dataset)} "
+                "rows; build the sampler from the training dataset itself (one topic id per row)."
+            )
         if group_names is None and self.train_dataset is not None and hasattr(self.train_dataset, "features"):
             feature = self.train_dataset.features.get(GROUP_COLUMN)
             group_names = getattr(feature, "names", None)
@@ -91,6 +104,38 @@ class CPTTrainer(Trainer):
         self._unsynced_tokens = torch.zeros(n, dtype=torch.float64, device=self.args.device)
         self.tokens_consumed = dict.fromkeys(self.group_names, 0)
         self._batch_groups: torch.Tensor | None = None
+        self.mixture_callback = self._topic_mixture_callback(topic_eval_dataset)
+        if self.mixture_callback is not None:
+            self.add_callback(self.mixture_callback)
+
+    def _topic_mixture_callback(self, eval_dataset) -> TopicPerplexityCallback | None:
+        """The §3.2.1 re-weighting on the train sampler, when the config asks for it."""
+        args = self.args
+        if args.mixture_alpha is None:
+            return None
+        if not isinstance(self.train_sampler, TopicMixtureSampler):
+            raise ValueError(
+                "mixture_alpha is set but train_sampler is not a TopicMixtureSampler; pass one (e.g. from "
+                "plan_stage) or leave mixture_alpha unset."
+            )
+        if eval_dataset is None:
+            raise ValueError(
+                "mixture_alpha is set but topic_eval_dataset is missing; pass per-topic validation documents "
+                "(e.g. Corpus.validation) to CPTTrainer."
+            )
+        names = self.train_sampler.topic_names
+        return TopicPerplexityCallback(
+            self.train_sampler,
+            eval_dataset,
+            trainer=self,
+            alpha=args.mixture_alpha,
+            importance=args.mixture_importance,
+            round_steps=args.mixture_round_steps,
+            round_tokens=args.mixture_round_tokens,
+            partition={name: source_of(name) for name in names} if args.mixture_scope == "source" else None,
+            min_proportion=args.mixture_min_proportion,
+            batch_size=args.per_device_eval_batch_size,
+        )
 
     # ---- data order ----
     def _get_train_sampler(self, train_dataset=None) -> Sampler | None:
@@ -172,7 +217,7 @@ class CPTTrainer(Trainer):
                 source["target_ratio"] = (source["target_ratio"] or 0.0) + entry["target_ratio"]
         for source in sources.values():
             source["consumed_ratio"] = source["tokens_consumed"] / total if total else 0.0
-        return {
+        recipe = {
             "max_length": self.args.max_length,
             "world_size": self.args.world_size,
             "global_step": self.state.global_step,
@@ -180,6 +225,10 @@ class CPTTrainer(Trainer):
             "sources": sources,
             "groups": groups,
         }
+        history = getattr(self.train_sampler, "history", None)
+        if history is not None:
+            recipe["weight_history"] = [{"position": position, "weights": weights} for position, weights in history]
+        return recipe
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         super().save_model(output_dir, _internal_call)

@@ -1,6 +1,8 @@
-"""Worker for the two-process test: a micro CPTTrainer run under torchrun (gloo, world size 2).
+"""Worker for the two-process test: a micro CPTTrainer run under torchrun (gloo, world size 2), with the
+topic mixture re-weighting every 2 steps.
 
-Each rank writes the blocks it trained on, the planned global order it built, and its world size.
+Each rank writes the blocks it trained on, the global order its sampler drew (under the weight changes
+it made), the mixture's rounds and weight history, and its world size.
 """
 
 import json
@@ -12,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import make_model, make_tokenizer, write_corpus  # noqa: E402
 
 from hf_cpt import CPTConfig, CPTTrainer  # noqa: E402
-from hf_cpt.data import load_corpus, plan_stage  # noqa: E402
+from hf_cpt.data import load_corpus  # noqa: E402
+from hf_cpt.mixture import plan_stage  # noqa: E402
 
 
 class RecordingTrainer(CPTTrainer):
@@ -39,6 +42,9 @@ def main(output: Path) -> None:
         seed=0,
         activation_checkpointing=False,
         learning_rate=1e-3,
+        mixture_alpha=0.5,
+        mixture_round_steps=2,
+        mixture_scope="all",
     )
     rank = args.process_index
     tokenizer = make_tokenizer(output / f"tokenizer-{rank}")
@@ -59,15 +65,19 @@ def main(output: Path) -> None:
         train_dataset=corpus.train,
         train_sampler=sampler,
         processing_class=tokenizer,
+        topic_eval_dataset=corpus.validation,
     )
     trainer.train()
     trainer.save_model()
     index_of = {tuple(row["input_ids"]): i for i, row in enumerate(corpus.train)}
     report = {
         "world_size": args.world_size,
-        "planned": [int(i) for i in sampler.order],
+        "planned": sampler.indices(0, len(sampler)).tolist(),
         "seen": [index_of[tuple(block)] for block in trainer.seen],
         "tokens_consumed": trainer.tokens_consumed,
+        "rounds": trainer.mixture_callback.rounds,
+        "weight_history": sampler.history,
+        "topic_of_index": list(corpus.train["group"]),
     }
     (output / f"rank{rank}.json").write_text(json.dumps(report))
 

@@ -1,0 +1,302 @@
+"""`TopicPerplexityCallback`: every round, measure validation perplexity per topic and re-weight the sampler.
+
+A round is a number of optimizer steps (or tokens, like the paper's ~40B-token rounds). At the start of
+training the callback measures p_i(0); after each round it measures p_i(t) over the validation documents
+of the topics it re-weights (token-weighted: NLL and token counts are summed over all ranks before dividing), applies
+`update_mixture` to the sampler's current weights, and the new weights apply from the first optimizer
+step that no rank has drawn yet. Every rank computes the same numbers; rank 0's are broadcast anyway, so
+the ranks cannot drift apart by a rounding difference.
+
+What it leaves behind, in the Trainer's `output_dir`: `topic_mixture.json` (every round: perplexity,
+Δp, δ, f and r per topic, passes per topic) and `topic_mixture.png`; in every checkpoint, its rounds and
+the sampler's state (through `ExportableState`), so a resumed run draws the same blocks and continues
+the same history. Metrics go through `trainer.log`, so TensorBoard, W&B or any `report_to` sees them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch.distributed as dist
+from datasets import Dataset
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import ExportableState
+
+from hf_cpt.data.packing import GROUP_COLUMN, with_group_column
+from hf_cpt.mixture.sampler import TopicMixtureSampler
+from hf_cpt.mixture.update import compute_mixture_update
+from hf_cpt.perplexity import perplexity_by_group
+
+logger = logging.getLogger(__name__)
+
+HISTORY_NAME = "topic_mixture"
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def topic_eval_dataset(eval_dataset: Dataset | Mapping[str, Dataset], topic_names: list[str]) -> Dataset:
+    """Validation documents with `input_ids` and a `group` column whose ids are the sampler's topic ids.
+
+    Takes either one dataset with a `group` column (e.g. `Corpus.validation`) or a mapping topic name ->
+    dataset of that topic's documents.
+    """
+    if isinstance(eval_dataset, Mapping):
+        unknown = [name for name in eval_dataset if name not in topic_names]
+        if unknown:
+            raise ValueError(
+                f"The validation sets name topic {unknown[0]!r}, which the sampler does not have; "
+                "key them by the sampler's topic_names."
+            )
+        parts = {name: data.select_columns(["input_ids"]) for name, data in eval_dataset.items()}
+        return with_group_column(parts, topic_names)
+    missing = [column for column in ("input_ids", GROUP_COLUMN) if column not in eval_dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"The validation set has no {missing[0]!r} column (columns: {eval_dataset.column_names}); give tokenised "
+            "documents with a group column, or a mapping topic name -> dataset."
+        )
+    names = getattr(eval_dataset.features[GROUP_COLUMN], "names", None)
+    if names is not None and list(names) != list(topic_names):
+        raise ValueError(
+            "The validation set's group names differ from the sampler's topic_names; build both from the same "
+            "corpus (e.g. load_corpus) so that group ids mean the same topics."
+        )
+    return eval_dataset
+
+
+class TopicPerplexityCallback(TrainerCallback, ExportableState):
+    """Online topic re-weighting (§3.2.1) for a `Trainer` that draws from a `TopicMixtureSampler`.
+
+    Args:
+        sampler: the sampler the Trainer trains from (the same object on this rank).
+        eval_dataset: per-topic validation documents: a dataset with `input_ids` and `group` columns, or a
+            mapping topic name -> dataset with `input_ids`.
+        trainer: the Trainer; its `log` carries the round metrics to every `report_to` logger. Without it
+            the metrics go into `state.log_history` only.
+        alpha: step size α of the rule (the paper does not publish its value).
+        importance: topic name -> importance w_i (default 1).
+        round_steps: optimizer steps per round. Or:
+        round_tokens: tokens per round (the paper: ~40B); needs the block length, read from
+            `args.max_length` (a `CPTConfig`) or given as `tokens_per_block`.
+        partition: topic name -> group key; the rule is applied within each group, keeping each group's
+            total share (e.g. topics of one source, so the source ratios of a stage hold). Default: all
+            re-weighted topics together, as the paper writes it.
+        min_proportion: floor on each proportion, as a fraction of its group (an extension; 0 = off).
+        batch_size: validation batch size per process.
+    """
+
+    def __init__(
+        self,
+        sampler: TopicMixtureSampler | None = None,
+        eval_dataset: Dataset | Mapping[str, Dataset] | None = None,
+        *,
+        trainer: Any = None,
+        alpha: float = 0.5,
+        importance: Mapping[str, float] | None = None,
+        round_steps: int | None = None,
+        round_tokens: int | None = None,
+        tokens_per_block: int | None = None,
+        partition: Mapping[str, str] | None = None,
+        min_proportion: float = 0.0,
+        batch_size: int = 8,
+    ) -> None:
+        if not isinstance(sampler, TopicMixtureSampler) or eval_dataset is None:
+            raise ValueError(
+                "TopicPerplexityCallback needs the TopicMixtureSampler the Trainer draws from and per-topic "
+                "validation documents (it restores itself from checkpoints, so leave "
+                "restore_callback_states_from_checkpoint off)."
+            )
+        if alpha is None or not math.isfinite(alpha) or alpha < 0:
+            raise ValueError(f"alpha is {alpha}; set the step size to a number >= 0.")
+        if (round_steps is None) == (round_tokens is None):
+            raise ValueError("Set exactly one of round_steps and round_tokens (the paper: ~40B tokens per round).")
+        for field, value in (("round_steps", round_steps), ("round_tokens", round_tokens)):
+            if value is not None and value <= 0:
+                raise ValueError(f"{field} is {value}; set it to a positive number.")
+        self.importance = dict(importance or {})
+        for name, weight in self.importance.items():
+            if name not in sampler.topic_names:
+                raise ValueError(f"importance names topic {name!r}, which the sampler does not have; remove it.")
+            if not math.isfinite(weight) or weight < 0 or alpha * weight >= 1:
+                raise ValueError(f"importance[{name!r}] is {weight}; set it >= 0 with alpha x importance below 1.")
+        if alpha >= 1 and any(name not in self.importance for name in sampler.topic_names):
+            raise ValueError(f"alpha is {alpha}; with the default importance 1 keep it below 1 so f_i stays positive.")
+        self.sampler = sampler
+        self.eval_dataset = topic_eval_dataset(eval_dataset, sampler.topic_names)
+        self.trainer = trainer
+        self.alpha = alpha
+        self.round_steps = round_steps
+        self.round_tokens = round_tokens
+        self.tokens_per_block = tokens_per_block
+        self.partition = dict(partition or {})
+        self.min_proportion = min_proportion
+        self.batch_size = batch_size
+        self.rounds: list[dict[str, Any]] = []
+
+    # ---- checkpoint state ----
+    def state(self) -> dict:
+        return {"args": {}, "attributes": {"rounds": self.rounds, "sampler_state": self.sampler.state_dict()}}
+
+    def _restore(self, state: TrainerState) -> bool:
+        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
+        if isinstance(saved, list):
+            saved = saved[0] if saved else None
+        attributes = (saved or {}).get("attributes", {})
+        if not attributes.get("rounds"):
+            return False
+        self.rounds = list(attributes["rounds"])
+        self.sampler.load_state_dict(attributes["sampler_state"])
+        # The Trainer fast-forwards the data itself (skipping the batches already trained on), so the
+        # sampler restarts its epoch: it replays the same positions under the restored weight changes.
+        self.sampler.seek(self.sampler.epoch * len(self.sampler))
+        logger.info("Topic mixture restored at round %d (step %d).", self.rounds[-1]["round"], self.rounds[-1]["step"])
+        return True
+
+    # ---- rounds ----
+    def _tokens_per_step(self, args: TrainingArguments) -> int | None:
+        block = self.tokens_per_block or getattr(args, "max_length", None)
+        if block is None:
+            return None
+        return block * args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        tokens_per_step = self._tokens_per_step(args)
+        if self.round_tokens is not None:
+            if tokens_per_step is None:
+                raise ValueError(
+                    "round_tokens needs the tokens per block: use a CPTConfig (max_length) or pass tokens_per_block."
+                )
+            self.round_steps = max(1, round(self.round_tokens / tokens_per_step))
+        restored = self._restore(state)
+        self._select_validation()
+        if restored:
+            return
+        record = {
+            "round": 0,
+            "step": state.global_step,
+            "position": self.sampler.position,
+            "tokens": state.global_step * tokens_per_step if tokens_per_step else None,
+            "perplexity": self._measure(kwargs["model"], args),
+            "proportions": self.sampler.weights,
+            "passes": self.sampler.passes(),
+        }
+        self._record(record, args, state)
+
+    def _select_validation(self) -> None:
+        """Keep the validation documents of the topics the rule can move: drawn ones sharing a scope with another."""
+        weights = self.sampler.weights
+        scope_sizes = Counter(self.partition.get(name, "") for name in weights)
+        topics = [name for name in weights if scope_sizes[self.partition.get(name, "")] > 1]
+        groups = np.asarray(self.eval_dataset[GROUP_COLUMN])
+        present = {self.sampler.topic_names[i] for i in np.unique(groups)}
+        silent = [name for name in topics if name not in present]
+        if silent:
+            logger.warning("Topics without validation documents keep their share: %s.", ", ".join(silent))
+        ids = [self.sampler.topic_names.index(name) for name in topics]
+        self._validation = self.eval_dataset.select(np.flatnonzero(np.isin(groups, ids)))
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if self.rounds and state.global_step - self.rounds[-1]["step"] >= self.round_steps:
+            self._run_round(args, state, kwargs["model"])
+
+    def _measure(self, model, args: TrainingArguments) -> dict[str, float]:
+        table = perplexity_by_group(model, self._validation, self.sampler.topic_names, self.batch_size, bf16=args.bf16)
+        return {name: entry["perplexity"] for name, entry in table.items()}
+
+    def _run_round(self, args: TrainingArguments, state: TrainerState, model) -> None:
+        perplexity = self._measure(model, args)
+        previous = self.rounds[-1]["perplexity"]
+        current = self.sampler.weights
+        adjusted = [name for name in current if name in previous and name in perplexity]
+        groups: dict[str, list[str]] = {}
+        for name in adjusted:
+            groups.setdefault(self.partition.get(name, ""), []).append(name)
+        proportions = dict(current)
+        terms: dict[str, dict[str, float]] = {"delta_ppl": {}, "delta": {}, "factor": {}}
+        for members in groups.values():
+            update = compute_mixture_update(
+                {name: current[name] for name in members},
+                previous,
+                perplexity,
+                {name: w for name, w in self.importance.items() if name in members},
+                self.alpha,
+                self.min_proportion,
+            )
+            proportions.update(update.proportions)
+            for key in terms:
+                terms[key].update(getattr(update, key))
+        position = self._next_common_step_position(args)
+        if _distributed():
+            shared = [proportions]
+            dist.broadcast_object_list(shared, src=0)
+            proportions = shared[0]
+        self.sampler.set_weights(proportions, position)
+        tokens_per_step = self._tokens_per_step(args)
+        record = {
+            "round": self.rounds[-1]["round"] + 1,
+            "step": state.global_step,
+            "position": position,
+            "tokens": state.global_step * tokens_per_step if tokens_per_step else None,
+            "perplexity": perplexity,
+            **terms,
+            "proportions": self.sampler.weights,
+            "passes": self.sampler.passes(),
+        }
+        self._record(record, args, state)
+
+    def _next_common_step_position(self, args: TrainingArguments) -> int:
+        """The first position, on an optimizer-step boundary, that no rank's DataLoader has drawn yet."""
+        drawn = [self.sampler.position]
+        if _distributed():
+            drawn = [None] * dist.get_world_size()
+            dist.all_gather_object(drawn, self.sampler.position)
+        global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        start = self.sampler.epoch * len(self.sampler)
+        return start + -(-(max(drawn) - start) // global_batch) * global_batch
+
+    def _record(self, record: dict[str, Any], args: TrainingArguments, state: TrainerState) -> None:
+        self.rounds.append(record)
+        metrics: dict[str, float] = {"mixture/round": record["round"]}
+        for key, label in (
+            ("perplexity", "perplexity"),
+            ("delta_ppl", "delta_ppl"),
+            ("delta", "delta"),
+            ("factor", "factor"),
+            ("proportions", "proportion"),
+            ("passes", "passes"),
+        ):
+            for name, value in record.get(key, {}).items():
+                metrics[f"mixture/{label}/{name}"] = round(value, 6)
+        if self.trainer is not None:
+            self.trainer.log(metrics)
+        else:
+            state.log_history.append({**metrics, "step": state.global_step})
+        logger.info(
+            "Topic mixture round %d at step %d: %s",
+            record["round"],
+            record["step"],
+            ", ".join(f"{name} {value:.4f}" for name, value in record["proportions"].items()),
+        )
+        if state.is_world_process_zero:
+            self.write_history(args.output_dir)
+
+    def write_history(self, output_dir: str | Path) -> None:
+        """`topic_mixture.json` and `topic_mixture.png` in `output_dir`."""
+        from hf_cpt.reporting import plot_mixture_history
+
+        output = Path(output_dir)
+        output.mkdir(parents=True, exist_ok=True)
+        settings = {"alpha": self.alpha, "importance": self.importance, "round_steps": self.round_steps}
+        settings |= {"round_tokens": self.round_tokens, "min_proportion": self.min_proportion}
+        payload = {"settings": settings, "rounds": self.rounds}
+        (output / f"{HISTORY_NAME}.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False))
+        plot_mixture_history(self.rounds, output / f"{HISTORY_NAME}.png")

@@ -1,0 +1,223 @@
+"""The topic mixture in training: CPTTrainer, a plain Trainer subclass, and a plain accelerate loop."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from accelerate import Accelerator
+from conftest import make_model
+from torch.utils.data import DataLoader
+from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+from hf_cpt import CPTConfig, CPTTrainer, TopicMixtureSampler, TopicPerplexityCallback, update_mixture
+from hf_cpt.data import load_corpus
+from hf_cpt.mixture import plan_stage
+from hf_cpt.perplexity import perplexity_by_group
+from hf_cpt.trainer import collate_blocks
+
+MAX_LENGTH = 32
+SOURCES = ["web-en", "book-en", "web-cn", "synthesis-en"]
+RATIOS = {"web-en": 0.5, "book-en": 0.2, "web-cn": 0.2, "synthesis-en": 0.1}
+WEB_EN = ["web-en/Law and Policy", "web-en/Medicine and Health"]
+
+
+@pytest.fixture(scope="module")
+def corpus(corpus_path, tokenizer):
+    return load_corpus(corpus_path, SOURCES, tokenizer, MAX_LENGTH, topic_sources=["web-en", "web-cn"])
+
+
+def config(output_dir, **overrides) -> CPTConfig:
+    values = dict(
+        output_dir=str(output_dir),
+        max_length=MAX_LENGTH,
+        per_device_train_batch_size=4,
+        bf16=False,
+        use_cpu=True,
+        report_to="none",
+        logging_steps=2,
+        save_strategy="no",
+        seed=0,
+        activation_checkpointing=False,
+        learning_rate=3e-3,
+        warmup_steps=0,
+        mixture_alpha=0.5,
+        mixture_round_steps=2,
+    )
+    values.update(overrides)
+    return CPTConfig(**values)
+
+
+class RecordingTrainer(CPTTrainer):
+    """Records the blocks of every training batch, in order."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen: list[list[int]] = []
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training:
+            self.seen.extend(inputs["input_ids"].tolist())
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+
+def mixture_trainer(corpus, tokenizer, output_dir, steps: int = 8, **overrides) -> RecordingTrainer:
+    sampler = plan_stage(corpus.train, RATIOS, MAX_LENGTH * 4 * steps, 4, seed=3)
+    return RecordingTrainer(
+        model=make_model(len(tokenizer)),
+        args=config(output_dir, **overrides),
+        train_dataset=corpus.train,
+        train_sampler=sampler,
+        processing_class=tokenizer,
+        topic_eval_dataset=corpus.validation,
+    )
+
+
+def test_cpt_trainer_reweights_topics_by_the_papers_rule_every_round(tmp_path, corpus, tokenizer):
+    trainer = mixture_trainer(corpus, tokenizer, tmp_path)
+    initial = trainer.train_sampler.weights
+    trainer.train()
+    history = json.loads((tmp_path / "topic_mixture.json").read_text())
+    rounds = history["rounds"]
+    assert [entry["round"] for entry in rounds] == [0, 1, 2, 3, 4]
+    assert [entry["step"] for entry in rounds] == [0, 2, 4, 6, 8]
+    assert (tmp_path / "topic_mixture.png").stat().st_size > 0
+    # Scope "source": only the two web-en topics share a source, so only they are measured and moved.
+    assert set(rounds[0]["perplexity"]) == set(WEB_EN)
+    for previous, entry in zip(rounds, rounds[1:], strict=False):
+        expected = update_mixture(
+            {name: previous["proportions"][name] for name in WEB_EN},
+            previous["perplexity"],
+            entry["perplexity"],
+            alpha=0.5,
+        )
+        assert {name: entry["proportions"][name] for name in WEB_EN} == pytest.approx(expected)
+        assert sum(entry["proportions"][name] for name in WEB_EN) == pytest.approx(RATIOS["web-en"])
+        assert entry["proportions"]["book-en"] == pytest.approx(initial["book-en"])
+    assert rounds[1]["proportions"] != pytest.approx(rounds[0]["proportions"])  # the weights did move
+    # Each change applies from an optimizer-step boundary (4 blocks a step) after the blocks trained on.
+    positions = [position for position, _ in trainer.train_sampler.history]
+    assert positions[0] == 0
+    assert all(p % 4 == 0 and p >= 4 * step for p, step in zip(positions[1:], (2, 4, 6, 8), strict=True))
+    # The Trainer's loggers got every term of the rule.
+    logged = [entry for entry in trainer.state.log_history if "mixture/round" in entry]
+    assert [entry["mixture/round"] for entry in logged] == [0, 1, 2, 3, 4]
+    for key in ("perplexity", "delta_ppl", "delta", "factor", "proportion", "passes"):
+        assert f"mixture/{key}/{WEB_EN[0]}" in logged[1]
+    # The data recipe carries the weight history.
+    assert [entry["position"] for entry in trainer.data_recipe()["weight_history"]] == positions
+
+
+def test_round_perplexity_is_the_token_weighted_mean_nll(tmp_path, corpus, tokenizer):
+    trainer = mixture_trainer(corpus, tokenizer, tmp_path, steps=2)
+    model = trainer.model
+    trainer.train()
+    measured = trainer.mixture_callback.rounds[-1]["perplexity"]
+    names = corpus.group_names
+    for name in WEB_EN:
+        nll, tokens = 0.0, 0
+        for row in corpus.validation:
+            if names[row["group"]] == name:
+                ids = torch.tensor([row["input_ids"]])
+                with torch.no_grad():
+                    loss = model(input_ids=ids, labels=ids).loss.item()
+                nll += loss * (ids.shape[1] - 1)
+                tokens += ids.shape[1] - 1
+        assert measured[name] == pytest.approx(math.exp(nll / tokens), rel=1e-5)
+
+
+def test_resumed_run_sees_the_same_blocks_and_the_same_mixture_history(tmp_path, corpus, tokenizer):
+    full = mixture_trainer(corpus, tokenizer, tmp_path / "full", save_strategy="steps", save_steps=3)
+    full.train()
+    # A restarted process builds everything anew, then resumes from the checkpoint of step 3: one
+    # weight change happened before it (step 2), two happen after it (steps 4 and 6), plus step 8.
+    resumed = mixture_trainer(corpus, tokenizer, tmp_path / "resumed")
+    resumed.model.load_state_dict(make_model(len(tokenizer), seed=1).state_dict())
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-3"))
+    assert resumed.seen == full.seen[3 * 4 :]
+    assert resumed.mixture_callback.rounds == full.mixture_callback.rounds
+    assert resumed.train_sampler.history == full.train_sampler.history
+
+
+def test_plain_trainer_subclass_with_the_sampler_and_callback(tmp_path, corpus, tokenizer):
+    sampler = TopicMixtureSampler.from_dataset(
+        corpus.train, {name: 1.0 for name in corpus.group_names}, num_samples=32, seed=1
+    )
+
+    class MixtureTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            return sampler
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=8, use_cpu=True, report_to="none",
+        save_strategy="no", learning_rate=3e-3, logging_steps=4,
+    )  # fmt: skip
+    trainer = MixtureTrainer(
+        model=make_model(len(tokenizer)),
+        args=args,
+        train_dataset=corpus.train.remove_columns("group"),  # the model sees tokens only
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+    )
+    callback = TopicPerplexityCallback(sampler, corpus.validation, trainer=trainer, alpha=0.5, round_steps=4)
+    trainer.add_callback(callback)
+    trainer.train()
+    assert [entry["round"] for entry in callback.rounds] == [0, 1, 2]
+    assert set(callback.rounds[0]["perplexity"]) == set(corpus.group_names)  # one scope: every group moves
+    assert len(sampler.history) == 3
+    assert any(key.startswith("mixture/proportion/") for key in trainer.state.log_history[-2])
+
+
+def test_plain_accelerate_loop_with_the_sampler(tmp_path, corpus, tokenizer):
+    accelerator = Accelerator(cpu=True)
+    names = corpus.group_names
+    sampler = TopicMixtureSampler.from_dataset(corpus.train, {name: 1.0 for name in WEB_EN}, num_samples=40)
+    model = make_model(len(tokenizer))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    loader = DataLoader(corpus.train, batch_size=4, sampler=sampler, collate_fn=collate_blocks)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    validation = corpus.validation
+
+    def topic_perplexity() -> dict[str, float]:
+        table = perplexity_by_group(accelerator.unwrap_model(model), validation, names)
+        return {name: table[name]["perplexity"] for name in WEB_EN}
+
+    previous = topic_perplexity()
+    trained = []
+    for step, batch in enumerate(loader, start=1):
+        trained.extend(batch["input_ids"].tolist())
+        groups = batch.pop("group")
+        assert set(groups.tolist()) <= {names.index(name) for name in WEB_EN}
+        loss = model(**batch).loss
+        accelerator.backward(loss)
+        optimizer.step()
+        optimizer.zero_grad()
+        if step % 5 == 0:
+            now = topic_perplexity()
+            sampler.set_weights(update_mixture(sampler.weights, previous, now, alpha=0.5))
+            previous = now
+    assert len(sampler.history) == 3
+    # What was trained on is the sampler's global order under its recorded weight changes.
+    replay = TopicMixtureSampler.from_dataset(corpus.train, {name: 1.0 for name in WEB_EN}, num_samples=40)
+    for position, weights in sampler.history[1:]:
+        replay.set_weights(weights, position)
+    expected = [corpus.train[int(i)]["input_ids"] for i in replay.indices(0, 40)]
+    assert trained == expected
+
+
+def test_topic_mixture_settings_fail_at_start(tmp_path, corpus, tokenizer):
+    with pytest.raises(ValueError, match="mixture_alpha is -1.0; set the step size to a number >= 0"):
+        config(tmp_path, mixture_alpha=-1.0)
+    with pytest.raises(ValueError, match="set exactly one of mixture_round_tokens .* and mixture_round_steps"):
+        config(tmp_path, mixture_round_steps=None)
+    static = plan_stage(corpus.train, RATIOS, MAX_LENGTH * 4 * 2, 4)
+    with pytest.raises(ValueError, match="mixture_alpha is set but topic_eval_dataset is missing"):
+        CPTTrainer(make_model(len(tokenizer)), config(tmp_path), train_dataset=corpus.train, train_sampler=static)
+    wrong_length = TopicMixtureSampler(np.zeros(5, dtype=np.int64), {0: 1.0})
+    with pytest.raises(ValueError, match="train_sampler has topics for 5 documents but train_dataset has"):
+        CPTTrainer(
+            make_model(len(tokenizer)),
+            config(tmp_path, mixture_alpha=None),
+            train_dataset=corpus.train,
+            train_sampler=wrong_length,
+        )
