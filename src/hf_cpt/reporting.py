@@ -133,8 +133,8 @@ def plot_group_perplexity(tables: Mapping[str, PerplexityTable], path: str | Pat
 
 
 def mixture_section(rounds: Sequence[Mapping[str, Any]]) -> str:
-    """Topic proportions and validation perplexity per round of the topic mixture, as two markdown tables."""
-    topics = list(dict.fromkeys(name for entry in rounds for name in entry["proportions"]))
+    """Proportions and validation perplexity of the re-weighted topics per round, as two markdown tables."""
+    topics = list(rounds[0]["perplexity"])
     labels = [f"round {entry['round']} (step {entry['step']})" for entry in rounds]
     proportion_rows = [
         [topic] + [f"{entry['proportions'].get(topic, 0.0):.4f}" for entry in rounds] for topic in topics
@@ -145,10 +145,10 @@ def mixture_section(rounds: Sequence[Mapping[str, Any]]) -> str:
     ]
     return "\n\n".join(
         [
-            "Proportion of each group's draws from the start of each round on:",
-            _markdown_table(["group", *labels], proportion_rows),
-            "Validation perplexity measured at the end of each round (round 0: before training):",
-            _markdown_table(["group", *labels], perplexity_rows),
+            "Share of all draws from each round's step on (groups not listed keep their share):",
+            _markdown_table(["topic", *labels], proportion_rows),
+            "Validation perplexity at each round's step (round 0: before training):",
+            _markdown_table(["topic", *labels], perplexity_rows),
         ]
     )
 
@@ -160,15 +160,14 @@ def plot_mixture_history(rounds: Sequence[Mapping[str, Any]], path: str | Path) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    adjusted = list(dict.fromkeys(name for entry in rounds for name in entry.get("delta", {})))
-    topics = adjusted or list(rounds[0]["proportions"])
+    topics = list(rounds[0]["perplexity"])  # the topics the rule moves
     steps = [entry["step"] for entry in rounds]
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for topic in topics:
-        left.plot(steps, [entry["proportions"].get(topic, 0.0) for entry in rounds], marker="o", markersize=3)
-        right.plot(
-            steps, [entry["perplexity"].get(topic, math.nan) for entry in rounds], marker="o", markersize=3, label=topic
-        )
+    colors = plt.get_cmap("tab20")
+    for index, topic in enumerate(topics):
+        style = {"color": colors(index % 20), "linestyle": "-" if index < 20 else "--", "marker": "o", "markersize": 3}
+        left.plot(steps, [entry["proportions"].get(topic, 0.0) for entry in rounds], **style)
+        right.plot(steps, [entry["perplexity"].get(topic, math.nan) for entry in rounds], label=topic, **style)
     left.set_xlabel("optimizer step")
     left.set_ylabel("proportion of draws")
     left.set_title("Topic proportions by round")

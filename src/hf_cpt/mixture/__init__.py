@@ -1,7 +1,7 @@
 """Topic mixture (§3.2.1): the sampler, the paper's re-weighting rule, the per-topic perplexity callback,
 and the planning of a stage's draws."""
 
-from hf_cpt.mixture.callback import TopicPerplexityCallback
+from hf_cpt.mixture.callback import TopicPerplexityCallback, next_common_position
 from hf_cpt.mixture.sampler import TopicMixtureSampler
 from hf_cpt.mixture.stage import plan_stage, stage_group_weights
 from hf_cpt.mixture.update import MixtureUpdate, compute_mixture_update, update_mixture
@@ -11,6 +11,7 @@ __all__ = [
     "TopicMixtureSampler",
     "TopicPerplexityCallback",
     "compute_mixture_update",
+    "next_common_position",
     "plan_stage",
     "stage_group_weights",
     "update_mixture",

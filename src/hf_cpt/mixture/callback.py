@@ -43,6 +43,20 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def next_common_position(sampler: TopicMixtureSampler, global_batch_size: int) -> int:
+    """The first position on a global-batch boundary of the epoch that no rank's sampler has drawn yet.
+
+    DataLoaders draw ahead, each rank by a different amount; a weight change must apply from the same
+    position on every rank, and from one no rank has drawn. A collective call under `torch.distributed`.
+    """
+    drawn = [sampler.position]
+    if _distributed():
+        drawn = [None] * dist.get_world_size()
+        dist.all_gather_object(drawn, sampler.position)
+    start = sampler.epoch * len(sampler)
+    return start + -(-(max(drawn) - start) // global_batch_size) * global_batch_size
+
+
 def topic_eval_dataset(eval_dataset: Dataset | Mapping[str, Dataset], topic_names: list[str]) -> Dataset:
     """Validation documents with `input_ids` and a `group` column whose ids are the sampler's topic ids.
 
@@ -234,7 +248,8 @@ class TopicPerplexityCallback(TrainerCallback, ExportableState):
             proportions.update(update.proportions)
             for key in terms:
                 terms[key].update(getattr(update, key))
-        position = self._next_common_step_position(args)
+        global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        position = next_common_position(self.sampler, global_batch)
         if _distributed():
             shared = [proportions]
             dist.broadcast_object_list(shared, src=0)
@@ -253,16 +268,6 @@ class TopicPerplexityCallback(TrainerCallback, ExportableState):
         }
         self._record(record, args, state)
 
-    def _next_common_step_position(self, args: TrainingArguments) -> int:
-        """The first position, on an optimizer-step boundary, that no rank's DataLoader has drawn yet."""
-        drawn = [self.sampler.position]
-        if _distributed():
-            drawn = [None] * dist.get_world_size()
-            dist.all_gather_object(drawn, self.sampler.position)
-        global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-        start = self.sampler.epoch * len(self.sampler)
-        return start + -(-(max(drawn) - start) // global_batch) * global_batch
-
     def _record(self, record: dict[str, Any], args: TrainingArguments, state: TrainerState) -> None:
         self.rounds.append(record)
         metrics: dict[str, float] = {"mixture/round": record["round"]}
@@ -280,12 +285,18 @@ class TopicPerplexityCallback(TrainerCallback, ExportableState):
             self.trainer.log(metrics)
         else:
             state.log_history.append({**metrics, "step": state.global_step})
-        logger.info(
-            "Topic mixture round %d at step %d: %s",
-            record["round"],
-            record["step"],
-            ", ".join(f"{name} {value:.4f}" for name, value in record["proportions"].items()),
-        )
+        if len(self.rounds) > 1:
+            before = self.rounds[-2]["proportions"]
+            moved = {name: value - before.get(name, 0.0) for name, value in record["proportions"].items()}
+            largest = max(moved, key=lambda name: abs(moved[name]))
+            logger.info(
+                "Topic mixture round %d at step %d: largest move %s %+.4f (now %.4f).",
+                record["round"],
+                record["step"],
+                largest,
+                moved[largest],
+                record["proportions"][largest],
+            )
         if state.is_world_process_zero:
             self.write_history(args.output_dir)
 

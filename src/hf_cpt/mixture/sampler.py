@@ -10,12 +10,12 @@ How the order is made, and why each choice:
   arithmetic only (not on a library's shuffle). The documents of all topics live in one array grouped
   by topic: 4 bytes per document (8 above 2**31 documents) is all the sampler holds per document.
 - **Across topics**, draws are interleaved by stride scheduling: the k-th draw of topic i gets the
-  time (k + u_i) / w_i, with u_i a seeded phase in [0, 1), and draws are merged by (time, topic).
+  time (k + 1/2) / w_i, and draws are merged by (time, topic).
   Every topic then keeps within a few draws of its share in every window of the order (a
   low-discrepancy interleave, not independent coin flips), and the number of draws of each topic
   after any q positions can be computed directly, without replaying the q positions.
-- **Weight changes** (`set_weights`) start a new segment at a given position of the order, with its
-  own phases; topics continue their passes where they were. The schedule is the seed plus the list of
+- **Weight changes** (`set_weights`) start a new segment of the interleave at a given position of
+  the order; topics continue their passes where they were. The schedule is the seed plus the list of
   (position, weights), so `state_dict()` stays a few hundred bytes whatever the number of documents,
   and `load_state_dict()` restores the very same order from any position.
 
@@ -36,7 +36,8 @@ from torch.utils.data import Sampler
 STATE_FORMAT = 1
 _CHUNK = 1 << 16  # draws generated per vectorised step of the interleave
 _BUILD_CHUNK = 1 << 22  # documents grouped per step when building the per-topic arrays
-_PHASE_STREAM, _PASS_STREAM = 1, 2  # keep the interleave phases and the pass permutations on separate streams
+_PASS_STREAM = 1  # tags the hashes that key the per-pass permutations
+_PHASE = 0.5  # offset of the first draw of each topic in the interleave, in strides
 _FEISTEL_ROUNDS = 3  # pairs of half-rounds
 
 
@@ -82,10 +83,10 @@ def _permute(
     return values.astype(np.int64)
 
 
-def _stride_times(draw: np.ndarray, phase: np.ndarray, stride: np.ndarray) -> np.ndarray:
-    """Time of the `draw`-th draw of a topic: (draw + phase) * stride. The one formula every caller uses,
+def _stride_times(draw: np.ndarray, stride: np.ndarray) -> np.ndarray:
+    """Time of the `draw`-th draw of a topic: (draw + 1/2) * stride. The one formula every caller uses,
     so that counting and generating compare bit-identical floats."""
-    return (draw.astype(np.float64) + phase) * stride
+    return (draw.astype(np.float64) + _PHASE) * stride
 
 
 def _first_by_time(times: np.ndarray, topics: np.ndarray) -> int:
@@ -98,33 +99,32 @@ def _last_by_time(times: np.ndarray, topics: np.ndarray) -> int:
 
 
 class _Segment:
-    """The interleave between two weight changes: active topics, their strides and phases."""
+    """The interleave between two weight changes: the active topics and their strides (1 / weight)."""
 
-    def __init__(self, weights: np.ndarray, phases: np.ndarray) -> None:
+    def __init__(self, weights: np.ndarray) -> None:
         self.weights = weights
         self.active = np.flatnonzero(weights > 0)
         self.stride = 1.0 / weights[self.active]
-        self.phase = phases[self.active]
 
     def counts_at(self, q: int) -> np.ndarray:
         """Draws of each active topic among the first q draws of this segment, exactly."""
         if q == 0:
             return np.zeros(len(self.active), dtype=np.int64)
-        # Start from every draw earlier than time T ~ q (about q draws), then add or remove single
-        # draws in (time, topic) order until there are exactly q.
-        threshold = q + float(self.phase.sum())
-        counts = np.maximum(0, np.ceil(threshold / self.stride - self.phase)).astype(np.int64)
+        # Start from every draw earlier than time q (within about K/2 of q draws), then add or remove
+        # single draws in (time, topic) order until there are exactly q.
+        threshold = float(q)
+        counts = np.maximum(0, np.ceil(threshold / self.stride - _PHASE)).astype(np.int64)
         while True:  # make counts exactly #{k : time(k) < threshold} despite rounding
-            too_many = (counts > 0) & (_stride_times(counts - 1, self.phase, self.stride) >= threshold)
-            too_few = _stride_times(counts, self.phase, self.stride) < threshold
+            too_many = (counts > 0) & (_stride_times(counts - 1, self.stride) >= threshold)
+            too_few = _stride_times(counts, self.stride) < threshold
             if not too_many.any() and not too_few.any():
                 break
             counts = counts - too_many + too_few
         while counts.sum() < q:
-            counts[_first_by_time(_stride_times(counts, self.phase, self.stride), self.active)] += 1
+            counts[_first_by_time(_stride_times(counts, self.stride), self.active)] += 1
         while counts.sum() > q:
             drawn = np.flatnonzero(counts > 0)
-            last = _stride_times(counts[drawn] - 1, self.phase[drawn], self.stride[drawn])
+            last = _stride_times(counts[drawn] - 1, self.stride[drawn])
             counts[drawn[_last_by_time(last, self.active[drawn])]] -= 1
         return counts
 
@@ -136,7 +136,7 @@ class _Segment:
         while True:
             draws = np.concatenate([np.arange(c, c + m) for c, m in zip(counts, margin, strict=True)])
             owner = np.repeat(np.arange(len(self.active)), margin)
-            times = _stride_times(draws, self.phase[owner], self.stride[owner])
+            times = _stride_times(draws, self.stride[owner])
             # Candidates are laid out by topic, so a stable sort on time breaks ties by topic.
             chosen = owner[np.argsort(times, kind="stable")[:n]]
             if np.all(np.bincount(chosen, minlength=len(self.active)) < margin):
@@ -151,7 +151,7 @@ class TopicMixtureSampler(Sampler[int]):
         topics: the topic id (an integer in [0, number of topics)) of every dataset index.
         weights: topic -> proportion, keyed by topic id or, with `topic_names`, by name. Normalised; a
             topic left out or given 0 is never drawn.
-        seed: seeds the per-topic passes and the interleave phases.
+        seed: keys the permutation of every pass of every topic.
         num_samples: draws per epoch (`len(sampler)`); default: the number of documents.
         topic_names: names of the topic ids (e.g. a `ClassLabel`'s names), for weights by name and logs.
         shuffle: draw each pass of a topic in a seeded random order; False keeps dataset order (or the
@@ -279,6 +279,12 @@ class TopicMixtureSampler(Sampler[int]):
         ]
 
     @property
+    def nbytes(self) -> int:
+        """Memory held by the sampler's arrays: 4 bytes per document plus a few per topic."""
+        arrays = (self._members, self.topic_sizes, self._offsets, self._low_bits, self._high_bits, self._permuted)
+        return sum(array.nbytes for array in arrays)
+
+    @property
     def position(self) -> int:
         """The next position of the order to be drawn."""
         return self._position
@@ -339,9 +345,7 @@ class TopicMixtureSampler(Sampler[int]):
     def _segment(self, index: int) -> _Segment:
         while len(self._segments) <= index:
             j = len(self._segments)
-            draws = _hash(self.seed, _PHASE_STREAM, j, np.arange(self.num_topics))
-            phases = (draws >> np.uint64(11)).astype(np.float64) * 2.0**-53  # uniform in [0, 1)
-            self._segments.append(_Segment(self._history[j][1], phases))
+            self._segments.append(_Segment(self._history[j][1]))
             if j == 0:
                 start = np.zeros(self.num_topics, dtype=np.int64)
             else:
