@@ -121,7 +121,9 @@ def test_the_readme_example_runs_as_written(tmp_path, monkeypatch):
     exec(compile(example, str(readme), "exec"), namespace)  # noqa: S102 - the README's own code
     recipe = json.loads((tmp_path / "outputs" / "my-cpt" / "data_recipe.json").read_text())
     assert recipe["tokens_consumed"] == 2 * 8 * 256
-    assert any(key.startswith("loss/web-cn/") for entry in namespace["trainer"].state.log_history for key in entry)
+    logged = [key for entry in namespace["trainer"].state.log_history for key in entry]
+    assert any(key.startswith("loss/book-en") for key in logged)  # per-group loss of the groups trained on
+    assert any(key.startswith("tokens/web-cn/") for key in logged)  # tokens for every topic, 0 until drawn
 
 
 @pytest.mark.slow
