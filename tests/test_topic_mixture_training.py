@@ -8,8 +8,9 @@ import pytest
 import torch
 from accelerate import Accelerator
 from conftest import make_model
+from datasets import Dataset
 from torch.utils.data import DataLoader
-from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+from transformers import DataCollatorForLanguageModeling, Trainer, TrainerControl, TrainerState, TrainingArguments
 
 from hf_cpt import CPTConfig, CPTTrainer, TopicMixtureSampler, TopicPerplexityCallback, update_mixture
 from hf_cpt.data import load_corpus
@@ -239,3 +240,35 @@ def test_topic_mixture_settings_fail_at_start(tmp_path, corpus, tokenizer):
             train_dataset=corpus.train,
             train_sampler=wrong_length,
         )
+
+
+def test_scope_by_source_reweights_each_sources_topics_among_themselves(tmp_path):
+    names = ["a/x", "a/y", "b/x", "b/y"]
+    rng = np.random.default_rng(0)
+    documents = [rng.integers(3, 60, size=int(rng.integers(10, 30))).tolist() for _ in range(16)]
+    validation = Dataset.from_dict({"input_ids": documents, "group": [i % 4 for i in range(16)]})
+    sampler = TopicMixtureSampler(
+        np.arange(40) % 4, {"a/x": 0.1, "a/y": 0.3, "b/x": 0.2, "b/y": 0.4}, topic_names=names
+    )
+    callback = TopicPerplexityCallback(
+        sampler, validation, alpha=0.5, round_steps=1, partition={name: name[0] for name in names}
+    )
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, use_cpu=True, report_to="none")
+    state, control, model = TrainerState(), TrainerControl(), make_model(64)
+    callback.on_train_begin(args, state, control, model=model)
+    iterator = iter(sampler)
+    for _ in range(4):  # one step of 4 blocks drawn
+        next(iterator)
+    with torch.no_grad():  # the model changes over the round, differently for each topic's tokens
+        model.lm_head.weight.add_(torch.randn_like(model.lm_head.weight))
+    state.global_step = 1
+    callback.on_step_end(args, state, control, model=model)
+    before, after = callback.rounds
+    for scope in ("a", "b"):
+        topics = [name for name in names if name.startswith(scope)]
+        expected = update_mixture(
+            {name: before["proportions"][name] for name in topics}, before["perplexity"], after["perplexity"], alpha=0.5
+        )
+        assert {name: after["proportions"][name] for name in topics} == pytest.approx(expected)
+        assert after["proportions"][topics[0]] != pytest.approx(before["proportions"][topics[0]])
+    assert sampler.history[1][0] == 4  # the first step boundary not drawn yet
