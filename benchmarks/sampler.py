@@ -16,7 +16,9 @@ a time):
   permutations at build time; then, per block of draws, topics chosen by `rng.choice(K, p=weights)` and
   each draw given the next document of its topic's permutation (wrapping around).
 
-Times are wall clock (time.perf_counter), one run each; the ratios at the end are ours / theirs (build
+The last column is the quality of the mixture: over the drawn order, the largest deviation of a topic's
+share in any window of 1,000 consecutive draws from its weight (the goal: under 1 point). Times are
+wall clock (time.perf_counter), one run each; the ratios at the end are ours / theirs (build
 time: lower is better for ours; indices/s: higher is better for ours).
 
     python benchmarks/sampler.py [--sizes 1000000 10000000 100000000] [--topics 24] [--draws 2000000] [--quick]
@@ -80,6 +82,19 @@ def consume(sampler, draws: int) -> float:
     return time.perf_counter() - start
 
 
+def window_deviation(drawn_topics: np.ndarray, weights: np.ndarray, window: int = 1000) -> float:
+    """Largest |share of a topic in a window of `window` consecutive draws - its weight|, in points."""
+    worst = 0.0
+    for topic, weight in enumerate(weights):
+        counts = np.concatenate([[0], np.cumsum(drawn_topics == topic)])
+        worst = max(worst, float(np.abs((counts[window:] - counts[:-window]) / window - weight).max()))
+    return 100 * worst
+
+
+def drawn(sampler, draws: int) -> np.ndarray:
+    return np.fromiter(itertools.islice(iter(sampler), draws), dtype=np.int64, count=draws)
+
+
 def short(error: Exception) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"{type(error).__name__}: {text}"[:90]
@@ -94,10 +109,11 @@ def bench_ours(topics: np.ndarray, weights: np.ndarray, draws: int) -> dict:
     row["iter"] = draws / consume(sampler, draws)
     del sampler
     gc.collect()
-    sampler = TopicMixtureSampler(topics, weight_map, seed=0, num_samples=draws)  # fresh: passes not yet shuffled
+    sampler = TopicMixtureSampler(topics, weight_map, seed=0, num_samples=draws)  # fresh, as iteration had it
     start = time.perf_counter()
-    sampler.indices(0, draws)
+    order = sampler.indices(0, draws)
     row["bulk"] = draws / (time.perf_counter() - start)
+    row["window"] = window_deviation(topics[order], weights)
     del sampler
     gc.collect()
     return row
@@ -112,6 +128,7 @@ def bench_weighted(topics: np.ndarray, weights: np.ndarray, draws: int) -> dict:
     row = {"build": build, "bytes": sampler.weights.element_size() * sampler.weights.numel() / len(topics)}
     try:
         row["iter"] = draws / consume(sampler, draws)
+        row["window"] = window_deviation(topics[drawn(sampler, draws)], weights)
     except (RuntimeError, ValueError) as error:
         row["error"] = short(error)
     del sampler, per_document
@@ -125,6 +142,7 @@ def bench_numpy(topics: np.ndarray, weights: np.ndarray, draws: int) -> dict:
     build = time.perf_counter() - start
     row = {"build": build, "bytes": sampler.nbytes() / len(topics)}
     row["iter"] = draws / consume(sampler, draws)
+    row["window"] = window_deviation(topics[drawn(sampler, draws)], weights)
     del sampler
     gc.collect()
     return row
@@ -157,8 +175,11 @@ def main() -> None:
         f"{torch.get_num_threads()} torch threads"
     )
     print()
-    print("| documents | sampler | build s | bytes/doc | indices/s (iteration) | indices/s (bulk) |")
-    print("|---:|---|---:|---:|---:|---:|")
+    print(
+        "| documents | sampler | build s | bytes/doc | indices/s (iteration) | indices/s (bulk) "
+        "| max 1000-draw window deviation (points) |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|")
     results = {}
     for size in options.sizes:
         topics = np.random.default_rng([options.seed, size]).integers(0, options.topics, size=size, dtype=np.uint8)
@@ -172,7 +193,9 @@ def main() -> None:
             rows[name] = row
             speed = f"{row['iter']:,.0f}" if "iter" in row else f"n/a ({row['error']})"
             bulk = f"{row['bulk']:,.0f}" if "bulk" in row else "—"
-            print(f"| {size:,} | {name} | {row['build']:.3f} | {row['bytes']:.2f} | {speed} | {bulk} |", flush=True)
+            window = f"{row['window']:.2f}" if "window" in row else "n/a"
+            cells = f"{row['build']:.3f} | {row['bytes']:.2f} | {speed} | {bulk} | {window}"
+            print(f"| {size:,} | {name} | {cells} |", flush=True)
         results[size] = rows
         del topics
         gc.collect()

@@ -317,7 +317,7 @@ class TopicMixtureSampler(Sampler[int]):
         self._drop_segments_from(len(self._history) - 1)
 
     def set_topic_order(self, topic: int | str, order: Sequence[int] | np.ndarray) -> None:
-        """Draw `topic`'s documents in this order (every pass), instead of seeded shuffles.
+        """Draw `topic`'s documents in this order (every pass), instead of its seeded permutations.
 
         `order` must hold each dataset index of the topic exactly once. This is how a curriculum (easy to
         hard within a topic) plugs into the mixture.
