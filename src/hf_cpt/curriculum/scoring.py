@@ -1,0 +1,249 @@
+"""`score_perplexity`: per-document perplexity of a corpus under a causal LM, fast, sharded and resumable.
+
+Per-document perplexity is exp(mean next-token NLL over the document), the first token excluded (it
+has nothing to be predicted from). A document longer than the context is scored in windows of
+`max_length` tokens advancing by `stride`: each window predicts only the tokens the previous one did
+not, with the tokens before them as context, so every token counts once.
+
+Speed comes from length bucketing: all windows of all documents are sorted by length and packed
+into batches under a token budget, so a batch pads only up to its own longest window. Scale comes from
+shards: documents are cut into shards of `shard_size`; under `torch.distributed` (e.g. `accelerate
+launch`) rank r scores shards r, r + world, ...; each finished shard is written to disk atomically,
+keyed by fingerprints of the model weights, the data and the scoring settings, so a killed run
+restarts where it stopped and every rank reads back the whole array in the original order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from datasets import Dataset
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from hf_cpt.config import hardware_supports_bf16
+from hf_cpt.modeling import cache_dir
+
+logger = logging.getLogger(__name__)
+
+SCORES_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class _Window:
+    """One forward pass worth of a document: tokens [begin, end), predicting tokens [target, end)."""
+
+    document: int
+    begin: int
+    end: int
+    target: int
+
+
+def document_windows(document: int, length: int, max_length: int, stride: int) -> list[_Window]:
+    """Windows covering a document of `length` tokens so that each token after the first is predicted once."""
+    windows = []
+    predicted_up_to = 1  # token 0 is never predicted
+    begin = 0
+    while predicted_up_to < length:
+        end = min(begin + max_length, length)
+        windows.append(_Window(document, begin, end, max(predicted_up_to, begin + 1)))
+        predicted_up_to = end
+        begin += stride
+    return windows
+
+
+def _model_fingerprint(model: PreTrainedModel) -> str:
+    """A hash of the config and of a sample of every parameter: it changes when the weights change."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(model.config.to_json_string().encode())
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            digest.update(name.encode())
+            flat = parameter.detach().reshape(-1)
+            sample = flat[:: max(1, flat.numel() // 256)][:256]
+            digest.update(sample.float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _data_fingerprint(texts: Sequence[str] | None, dataset: Dataset | None, text_column: str) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    if dataset is not None and getattr(dataset, "_fingerprint", None):
+        digest.update(f"{dataset._fingerprint}:{text_column}:{len(dataset)}".encode())
+    else:
+        for text in texts:
+            digest.update(text.encode())
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _texts(data: Dataset | Sequence[str], text_column: str) -> Sequence[str]:
+    if isinstance(data, Dataset):
+        if text_column not in data.column_names:
+            raise ValueError(
+                f"text_column {text_column!r} is not a column of the data (columns: {data.column_names}); "
+                "name the column that holds the documents."
+            )
+        return data[text_column]
+    return data
+
+
+@torch.no_grad()
+def _score_shard(
+    model: PreTrainedModel,
+    token_ids: list[list[int]],
+    max_length: int,
+    stride: int,
+    batch_tokens: int,
+    pad_token_id: int,
+    bf16: bool,
+    progress: tqdm | None,
+) -> np.ndarray:
+    """Perplexity of each document of one shard (length-bucketed windows, float64 sums)."""
+    windows = [
+        window
+        for index, ids in enumerate(token_ids)
+        for window in document_windows(index, len(ids), max_length, stride)
+    ]
+    windows.sort(key=lambda w: w.end - w.begin)
+    nll = np.zeros(len(token_ids), dtype=np.float64)
+    counted = np.zeros(len(token_ids), dtype=np.int64)
+    device = next(model.parameters()).device
+    start = 0
+    while start < len(windows):
+        # The longest window of the batch is its last (sorted), so the batch fits the token budget.
+        stop = start + 1
+        while stop < len(windows) and (stop + 1 - start) * (windows[stop].end - windows[stop].begin) <= batch_tokens:
+            stop += 1  # noqa: SIM113 - the batch grows while its padded size fits the budget
+        batch = windows[start:stop]
+        width = batch[-1].end - batch[-1].begin
+        input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, window in enumerate(batch):
+            ids = torch.tensor(token_ids[window.document][window.begin : window.end])
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
+            offset = window.target - window.begin
+            labels[row, offset : len(ids)] = ids[offset:]
+        input_ids, attention_mask, labels = input_ids.to(device), attention_mask.to(device), labels.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        # Position t predicts token t + 1: shift the labels left, as the model's own loss does.
+        targets = F.pad(labels, (0, 1), value=-100)[:, 1:]
+        token_nll = F.cross_entropy(
+            logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="none"
+        ).view(targets.shape)
+        documents = np.array([window.document for window in batch])
+        np.add.at(nll, documents, token_nll.sum(dim=1).double().cpu().numpy())
+        np.add.at(counted, documents, targets.ne(-100).sum(dim=1).cpu().numpy())
+        if progress is not None:
+            progress.update(int(attention_mask.sum()))
+        start = stop
+    return np.exp(nll / counted)
+
+
+def score_perplexity(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    data: Dataset | Sequence[str],
+    text_column: str = "text",
+    max_length: int | None = None,
+    stride: int | None = None,
+    batch_tokens: int = 16384,
+    bf16: bool | None = None,
+    shard_size: int = 4096,
+    output_dir: str | Path | None = None,
+    show_progress: bool = True,
+) -> np.ndarray:
+    """Perplexity of every document of `data` under `model`, in the order of `data`.
+
+    Args:
+        data: a `datasets.Dataset` with a `text_column`, or a list of strings.
+        max_length: tokens per forward pass; default: the model's context (`max_position_embeddings`).
+        stride: how far consecutive windows of a long document advance; default `max_length // 2`
+            (each predicted token then sees at least half a context).
+        batch_tokens: token budget of a batch (batch size x its longest window).
+        bf16: run the forward under bf16 autocast; default: where the hardware supports it.
+        shard_size: documents per shard, the unit of work per rank and of resumption.
+        output_dir: where finished shards are kept; default: a folder in the hf-cpt cache named by the
+            fingerprints of model, data and settings, so an identical call reuses them.
+        show_progress: a progress bar in tokens on the main process.
+
+    Returns:
+        float64 array, one perplexity per document.
+    """
+    texts = _texts(data, text_column)
+    empty = next((index for index, text in enumerate(texts) if not text or not text.strip()), None)
+    if empty is not None:
+        raise ValueError(f"Document {empty} is empty; drop empty documents before scoring.")
+    max_length = max_length or model.config.max_position_embeddings
+    stride = stride or max(1, max_length // 2)
+    if not 0 < stride <= max_length - 1:
+        raise ValueError(f"stride is {stride}; set it between 1 and max_length - 1 ({max_length - 1}).")
+    bf16 = hardware_supports_bf16() if bf16 is None else bf16
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    settings = {"max_length": max_length, "stride": stride, "bf16": bf16, "shard_size": shard_size}
+    fingerprints = [
+        _model_fingerprint(model),
+        _data_fingerprint(texts, data if isinstance(data, Dataset) else None, text_column),
+        settings,
+    ]
+    key = hashlib.blake2b(json.dumps(fingerprints).encode(), digest_size=12).hexdigest()
+    folder = Path(output_dir) if output_dir is not None else cache_dir() / "perplexity" / key
+    rank, world = _rank_and_world()
+    shards = range(0, len(texts), shard_size)
+    mine = [start for number, start in enumerate(shards) if number % world == rank]
+    todo = [start for start in mine if not _shard_path(folder, key, start).is_file()]
+    if len(todo) < len(mine):
+        logger.info("Perplexity: %d of %d shards already scored in %s.", len(mine) - len(todo), len(mine), folder)
+    was_training = model.training
+    model.eval()
+    progress = tqdm(total=None, unit="tok", desc="Scoring perplexity", disable=not show_progress or rank != 0)
+    try:
+        for start in todo:
+            documents = list(texts[start : start + shard_size])
+            token_ids = tokenizer(documents)["input_ids"]
+            short = next((i for i, ids in enumerate(token_ids) if len(ids) < 2), None)
+            if short is not None:
+                raise ValueError(
+                    f"Document {start + short} has fewer than 2 tokens, so nothing in it can be predicted; drop it."
+                )
+            scores = _score_shard(model, token_ids, max_length, stride, batch_tokens, pad_token_id, bf16, progress)
+            _write_shard(folder, key, start, scores)
+    finally:
+        progress.close()
+        model.train(was_training)
+    if world > 1:
+        dist.barrier()
+    return np.concatenate([np.load(_shard_path(folder, key, start)) for start in shards])
+
+
+def _shard_path(folder: Path, key: str, start: int) -> Path:
+    return folder / f"scores-{key}-{start:012d}.npy"
+
+
+def _write_shard(folder: Path, key: str, start: int, scores: np.ndarray) -> None:
+    """Write atomically: a killed run leaves either the whole shard or nothing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = _shard_path(folder, key, start)
+    temporary = path.with_suffix(f".tmp-{os.getpid()}.npy")
+    np.save(temporary, scores)
+    os.replace(temporary, path)
+    if not np.all(np.isfinite(scores)):
+        logger.warning("Shard starting at document %d has non-finite perplexities.", start)
