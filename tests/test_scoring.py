@@ -139,3 +139,20 @@ def test_two_processes_return_the_same_array_as_one(tmp_path, tokenizer):
 def test_bad_input_fails_with_one_sentence(tmp_path, tokenizer, data, column, message):
     with pytest.raises(ValueError, match=message):
         score_perplexity(make_model(len(tokenizer), context=CONTEXT), tokenizer, data, text_column=column)
+
+
+def test_score_ppl_command_writes_the_scores_of_a_corpus_source(tmp_path, corpus_path, tiny_model_path, tokenizer):
+    from datasets import load_dataset
+
+    from hf_cpt.cli import main
+
+    output = tmp_path / "scores"
+    main(["score-ppl", tiny_model_path, corpus_path, "--source", "web-en", "--output", str(output), "--no-bf16"])
+    scores = np.load(output / "perplexity.npy")
+    texts = load_dataset(corpus_path, data_dir="data/web-en", split="train")["text"]
+    model = make_model(len(tokenizer))
+    np.testing.assert_allclose(
+        scores, score_perplexity(model, tokenizer, texts, bf16=False, output_dir=tmp_path / "direct"), rtol=1e-6
+    )
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["documents"] == len(texts) and len(summary["difficulty_group_bounds"]) == 11
