@@ -156,3 +156,12 @@ def test_score_ppl_command_writes_the_scores_of_a_corpus_source(tmp_path, corpus
     )
     summary = json.loads((output / "summary.json").read_text())
     assert summary["documents"] == len(texts) and len(summary["difficulty_group_bounds"]) == 11
+
+
+def test_token_id_columns_are_scored_as_they_are(tmp_path, tokenizer):
+    model = make_model(len(tokenizer), context=CONTEXT)
+    texts = documents()
+    blocks = Dataset.from_dict({"input_ids": [tokenizer(text)["input_ids"] for text in texts]})
+    from_ids = score_perplexity(model, None, blocks, text_column="input_ids", bf16=False, output_dir=tmp_path / "i")
+    from_text = score_perplexity(model, tokenizer, texts, bf16=False, output_dir=tmp_path / "t")
+    np.testing.assert_array_equal(from_ids, from_text)

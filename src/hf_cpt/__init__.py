@@ -1,9 +1,18 @@
 """hf-cpt: continual pre-training of LLMs with the Llama-3-SynE method (arXiv 2407.18743)."""
 
 from hf_cpt.config import CPTConfig
+from hf_cpt.curriculum import PPLCurriculumCallback, score_perplexity
 from hf_cpt.mixture import TopicMixtureSampler, TopicPerplexityCallback, update_mixture
 from hf_cpt.trainer import CPTTrainer
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["CPTConfig", "CPTTrainer", "TopicMixtureSampler", "TopicPerplexityCallback", "update_mixture"]
+__all__ = [
+    "CPTConfig",
+    "CPTTrainer",
+    "PPLCurriculumCallback",
+    "TopicMixtureSampler",
+    "TopicPerplexityCallback",
+    "score_perplexity",
+    "update_mixture",
+]

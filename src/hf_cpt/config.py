@@ -15,22 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainingArguments
 
-
-def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 instructions (AVX512-BF16 or AMX), where bf16 autocast pays off."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            flags = cpuinfo.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def hardware_supports_bf16() -> bool:
-    """bf16 on the accelerator when there is one, else on the CPU."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return cpu_supports_bf16()
+from hf_cpt.curriculum.orders import ORDERS
+from hf_cpt.modeling import hardware_supports_bf16
 
 
 @dataclass
@@ -55,6 +41,13 @@ class CPTConfig(TrainingArguments):
         mixture_min_proportion: floor on a topic's proportion within its scope (an extension; 0 = off).
         mixture_scope: `"source"` re-weights the topics of each source among themselves, keeping the
             stage's source ratios (Chinese : English = 2 : 8); `"all"` re-weights every group together.
+
+    Perplexity curriculum (§3.2.2), active when `curriculum_order` is set and the trainer draws from a
+    `TopicMixtureSampler`:
+        curriculum_order: `LH` (the paper: low to high perplexity), `HL`, `RM`, `PB`, `BP` or `PBP`.
+        curriculum_groups: topics, or sources standing for all their topics, to order (the paper: its
+            Chinese data); default: every topic drawn.
+        curriculum_num_groups: difficulty groups (the paper: 10).
     """
 
     # Method-specific defaults (§3.4).
@@ -116,6 +109,14 @@ class CPTConfig(TrainingArguments):
         default="source", metadata={"help": "source: re-weight topics within each source; all: every group."}
     )
 
+    curriculum_order: str | None = field(
+        default=None, metadata={"help": "Order within topics: LH (paper), HL, RM, PB, BP, PBP; None: seeded shuffle."}
+    )
+    curriculum_groups: list[str] | None = field(
+        default=None, metadata={"help": "Topics or sources the curriculum orders; default: every topic drawn."}
+    )
+    curriculum_num_groups: int = field(default=10, metadata={"help": "Difficulty groups (paper: 10)."})
+
     def __post_init__(self) -> None:
         if not torch.accelerator.is_available():
             # Say so explicitly: transformers allows bf16 without a GPU only then, and accelerate builds a
@@ -136,6 +137,10 @@ class CPTConfig(TrainingArguments):
         if self.warmup_tokens is not None and self.warmup_tokens < 0:
             raise ValueError(f"warmup_tokens is {self.warmup_tokens}; set it to 0 or more tokens.")
         self._check_mixture_fields()
+        if self.curriculum_order is not None and self.curriculum_order not in ORDERS:
+            raise ValueError(f"curriculum_order is {self.curriculum_order!r}; use one of {list(ORDERS)}.")
+        if self.curriculum_num_groups < 1:
+            raise ValueError(f"curriculum_num_groups is {self.curriculum_num_groups}; set it to 1 or more (paper: 10).")
         super().__post_init__()
 
     def _check_mixture_fields(self) -> None:

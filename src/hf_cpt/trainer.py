@@ -3,7 +3,8 @@
 What it adds to `Trainer`, and nothing else:
 - the paper's schedule (WSD warming up from a non-zero floor, `hf_cpt.schedules`);
 - one seam for the data order: `train_sampler=` (e.g. `plan_stage`'s `TopicMixtureSampler`), and, with
-  `mixture_alpha` set, the online topic re-weighting of §3.2.1 (`TopicPerplexityCallback`) on it;
+  `mixture_alpha` set, the online topic re-weighting of §3.2.1 (`TopicPerplexityCallback`) on it, and
+  with `curriculum_order` set, the perplexity curriculum of §3.2.2 (`PPLCurriculumCallback`) within topics;
 - per-group (topic or source) training loss and tokens consumed at every logging step, read from the
   `group` id each packed block carries, out of the same logits the loss is computed from;
 - the data recipe (groups, target ratios, tokens consumed) in every checkpoint and the final model
@@ -25,6 +26,7 @@ from transformers import PreTrainedModel, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from hf_cpt.config import CPTConfig
+from hf_cpt.curriculum import PPLCurriculumCallback
 from hf_cpt.data.packing import GROUP_COLUMN, source_of
 from hf_cpt.mixture import TopicMixtureSampler, TopicPerplexityCallback
 from hf_cpt.modeling import check_max_length, load_causal_lm
@@ -59,6 +61,9 @@ class CPTTrainer(Trainer):
         topic_eval_dataset: per-topic validation documents for the topic mixture (`input_ids` and `group`
             columns, e.g. `Corpus.validation`, or a mapping topic name -> dataset); needed when
             `args.mixture_alpha` is set.
+        curriculum_scores: perplexity per training block for `args.curriculum_order` (e.g. from
+            `hf-cpt score-ppl`); default: scored at the start of training with the model being trained.
+        curriculum_disciplines: discipline label per training block, for the `PB`, `BP`, `PBP` orders.
     """
 
     def __init__(
@@ -68,6 +73,8 @@ class CPTTrainer(Trainer):
         train_sampler: Sampler[int] | None = None,
         group_names: Sequence[str] | None = None,
         topic_eval_dataset: Dataset | Mapping[str, Dataset] | None = None,
+        curriculum_scores: Sequence[float] | None = None,
+        curriculum_disciplines: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         if args is None:
@@ -104,28 +111,52 @@ class CPTTrainer(Trainer):
         self._unsynced_tokens = torch.zeros(n, dtype=torch.float64, device=self.args.device)
         self.tokens_consumed = dict.fromkeys(self.group_names, 0)
         self._batch_groups: torch.Tensor | None = None
+        # The curriculum first: its orders must be in the sampler before the mixture restores its state.
+        self.curriculum_callback = self._curriculum_callback(curriculum_scores, curriculum_disciplines)
         self.mixture_callback = self._topic_mixture_callback(topic_eval_dataset)
-        if self.mixture_callback is not None:
-            self.add_callback(self.mixture_callback)
+        for callback in (self.curriculum_callback, self.mixture_callback):
+            if callback is not None:
+                self.add_callback(callback)
+
+    def _require_topic_sampler(self, field: str) -> TopicMixtureSampler:
+        if not isinstance(self.train_sampler, TopicMixtureSampler):
+            raise ValueError(
+                f"{field} is set but train_sampler is not a TopicMixtureSampler; pass one (e.g. from "
+                f"plan_stage) or leave {field} unset."
+            )
+        return self.train_sampler
+
+    def _curriculum_callback(self, scores, disciplines) -> PPLCurriculumCallback | None:
+        """The §3.2.2 curriculum within the chosen topics, when the config asks for it."""
+        args = self.args
+        if args.curriculum_order is None:
+            return None
+        return PPLCurriculumCallback(
+            self._require_topic_sampler("curriculum_order"),
+            self.train_dataset,
+            order=args.curriculum_order,
+            groups=args.curriculum_groups,
+            scores=scores,
+            disciplines=disciplines,
+            seed=args.seed,
+            num_groups=args.curriculum_num_groups,
+            trainer=self,
+        )
 
     def _topic_mixture_callback(self, eval_dataset) -> TopicPerplexityCallback | None:
         """The §3.2.1 re-weighting on the train sampler, when the config asks for it."""
         args = self.args
         if args.mixture_alpha is None:
             return None
-        if not isinstance(self.train_sampler, TopicMixtureSampler):
-            raise ValueError(
-                "mixture_alpha is set but train_sampler is not a TopicMixtureSampler; pass one (e.g. from "
-                "plan_stage) or leave mixture_alpha unset."
-            )
+        sampler = self._require_topic_sampler("mixture_alpha")
         if eval_dataset is None:
             raise ValueError(
                 "mixture_alpha is set but topic_eval_dataset is missing; pass per-topic validation documents "
                 "(e.g. Corpus.validation) to CPTTrainer."
             )
-        names = self.train_sampler.topic_names
+        names = sampler.topic_names
         return TopicPerplexityCallback(
-            self.train_sampler,
+            sampler,
             eval_dataset,
             trainer=self,
             alpha=args.mixture_alpha,

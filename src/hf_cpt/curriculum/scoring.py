@@ -31,8 +31,7 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from hf_cpt.config import hardware_supports_bf16
-from hf_cpt.modeling import cache_dir
+from hf_cpt.modeling import cache_dir, hardware_supports_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -75,13 +74,13 @@ def _model_fingerprint(model: PreTrainedModel) -> str:
     return digest.hexdigest()
 
 
-def _data_fingerprint(texts: Sequence[str] | None, dataset: Dataset | None, text_column: str) -> str:
+def _data_fingerprint(documents: Sequence, dataset: Dataset | None, text_column: str) -> str:
     digest = hashlib.blake2b(digest_size=16)
     if dataset is not None and getattr(dataset, "_fingerprint", None):
         digest.update(f"{dataset._fingerprint}:{text_column}:{len(dataset)}".encode())
     else:
-        for text in texts:
-            digest.update(text.encode())
+        for document in documents:
+            digest.update(document.encode() if isinstance(document, str) else np.asarray(document).tobytes())
             digest.update(b"\0")
     return digest.hexdigest()
 
@@ -92,15 +91,16 @@ def _rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _texts(data: Dataset | Sequence[str], text_column: str) -> Sequence[str]:
+def _documents(data: Dataset | Sequence, text_column: str) -> tuple[Sequence, bool]:
+    """The documents, and whether they are token ids already (a column of int lists, e.g. packed blocks)."""
     if isinstance(data, Dataset):
         if text_column not in data.column_names:
             raise ValueError(
                 f"text_column {text_column!r} is not a column of the data (columns: {data.column_names}); "
                 "name the column that holds the documents."
             )
-        return data[text_column]
-    return data
+        return data[text_column], hasattr(data.features[text_column], "feature")
+    return data, len(data) > 0 and not isinstance(data[0], str)
 
 
 @torch.no_grad()
@@ -160,7 +160,7 @@ def _score_shard(
 
 def score_perplexity(
     model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
+    tokenizer: PreTrainedTokenizerBase | None,
     data: Dataset | Sequence[str],
     text_column: str = "text",
     max_length: int | None = None,
@@ -174,7 +174,8 @@ def score_perplexity(
     """Perplexity of every document of `data` under `model`, in the order of `data`.
 
     Args:
-        data: a `datasets.Dataset` with a `text_column`, or a list of strings.
+        data: a `datasets.Dataset` with a `text_column`, or a list of strings. A column of token ids
+            (e.g. `input_ids` of packed blocks) is scored as it is, without the tokenizer.
         max_length: tokens per forward pass; default: the model's context (`max_position_embeddings`).
         stride: how far consecutive windows of a long document advance; default `max_length // 2`
             (each predicted token then sees at least half a context).
@@ -188,8 +189,8 @@ def score_perplexity(
     Returns:
         float64 array, one perplexity per document.
     """
-    texts = _texts(data, text_column)
-    empty = next((index for index, text in enumerate(texts) if not text or not text.strip()), None)
+    texts, tokenized = _documents(data, text_column)
+    empty = next((i for i, text in enumerate(texts) if len(text) == 0 or (not tokenized and not text.strip())), None)
     if empty is not None:
         raise ValueError(f"Document {empty} is empty; drop empty documents before scoring.")
     max_length = max_length or model.config.max_position_embeddings
@@ -197,7 +198,7 @@ def score_perplexity(
     if not 0 < stride <= max_length - 1:
         raise ValueError(f"stride is {stride}; set it between 1 and max_length - 1 ({max_length - 1}).")
     bf16 = hardware_supports_bf16() if bf16 is None else bf16
-    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_token_id = tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None else 0
     settings = {"max_length": max_length, "stride": stride, "bf16": bf16, "shard_size": shard_size}
     fingerprints = [
         _model_fingerprint(model),
@@ -218,7 +219,7 @@ def score_perplexity(
     try:
         for start in todo:
             documents = list(texts[start : start + shard_size])
-            token_ids = tokenizer(documents)["input_ids"]
+            token_ids = [list(ids) for ids in documents] if tokenized else tokenizer(documents)["input_ids"]
             short = next((i for i, ids in enumerate(token_ids) if len(ids) < 2), None)
             if short is not None:
                 raise ValueError(

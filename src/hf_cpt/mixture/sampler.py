@@ -337,6 +337,11 @@ class TopicMixtureSampler(Sampler[int]):
         self._custom_order[topic] = hashlib.blake2b(members.tobytes(), digest_size=8).hexdigest()
         self._version += 1
 
+    def topic_members(self, topic: int | str) -> np.ndarray:
+        """The dataset indices of a topic's documents, ascending."""
+        topic = self._topic_id(topic, "topic_members")
+        return np.sort(self._members[self._offsets[topic] : self._offsets[topic + 1]]).astype(np.int64)
+
     def _drop_segments_from(self, index: int) -> None:
         del self._segments[index:]
         del self._segment_starts[index:]

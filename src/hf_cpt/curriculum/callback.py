@@ -1,0 +1,216 @@
+"""`PPLCurriculumCallback`: easy-to-hard order within chosen topics of a `TopicMixtureSampler` (§3.2.2).
+
+At the start of training the callback scores the training blocks of the chosen topics under the model
+being trained (or takes scores you computed, e.g. with `hf-cpt score-ppl`), turns them into an order
+per topic (`LH` by default: ten equal-count perplexity groups, low to high) and installs it in the
+sampler. The mixture across topics is untouched: the sampler still decides which topic each draw
+comes from, and the curriculum decides which block of that topic. At every logging step it logs the
+difficulty group each topic has reached.
+
+With packed training data the unit of the curriculum is what the sampler draws: a block of
+`max_length` tokens of one topic. Scores are written to `curriculum_scores.npy` in the output folder
+and named in every checkpoint, so a resumed run installs the very same orders (the model it resumes
+has changed, so re-scoring would not give them back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Dataset
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import ExportableState
+
+from hf_cpt.curriculum.orders import ORDERS, check_scores, curriculum_order, difficulty_groups
+from hf_cpt.curriculum.scoring import score_perplexity
+from hf_cpt.data.packing import source_of
+from hf_cpt.mixture.sampler import TopicMixtureSampler
+
+logger = logging.getLogger(__name__)
+
+SCORES_NAME = "curriculum_scores.npy"
+PROGRESS_NAME = "curriculum.json"
+
+
+def _digest(scores: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(scores, dtype=np.float64).tobytes(), digest_size=16).hexdigest()
+
+
+class PPLCurriculumCallback(TrainerCallback, ExportableState):
+    """Curriculum within topics for a `Trainer` drawing from a `TopicMixtureSampler`.
+
+    Add it before `TopicPerplexityCallback` (CPTTrainer does): the orders must be in place when the
+    mixture restores the sampler's state on resume.
+
+    Args:
+        sampler: the sampler the Trainer trains from.
+        train_dataset: the training blocks the sampler indexes (a `input_ids` column).
+        order: one of `LH` (the paper), `HL`, `RM`, `PB`, `BP`, `PBP`.
+        groups: topic names, or source names standing for all their topics, to order; default: every
+            topic with a positive weight. The paper orders its Chinese data in stage 1.
+        scores: precomputed perplexity per training block (NaN allowed outside the ordered topics);
+            default: scored at the start of training with the model being trained.
+        disciplines: per-block discipline labels, for `PB`, `BP` and `PBP`.
+        seed: shuffles blocks within a difficulty group.
+        num_groups: difficulty groups (the paper: 10).
+        trainer: the Trainer, whose `log` carries the difficulty groups to every `report_to` logger.
+        batch_tokens: token budget of a scoring batch.
+    """
+
+    def __init__(
+        self,
+        sampler: TopicMixtureSampler | None = None,
+        train_dataset: Dataset | None = None,
+        *,
+        order: str = "LH",
+        groups: Sequence[str] | None = None,
+        scores: Sequence[float] | np.ndarray | None = None,
+        disciplines: Sequence[str] | None = None,
+        seed: int = 0,
+        num_groups: int = 10,
+        trainer: Any = None,
+        batch_tokens: int = 16384,
+    ) -> None:
+        if not isinstance(sampler, TopicMixtureSampler) or train_dataset is None:
+            raise ValueError(
+                "PPLCurriculumCallback needs the TopicMixtureSampler the Trainer draws from and its training "
+                "dataset (it restores itself from checkpoints, so leave restore_callback_states_from_checkpoint off)."
+            )
+        if order not in ORDERS:
+            raise ValueError(f"order {order!r} is not a known curriculum; use one of {list(ORDERS)}.")
+        if len(train_dataset) != sampler.num_documents:
+            raise ValueError(
+                f"train_dataset has {len(train_dataset)} rows but the sampler indexes {sampler.num_documents}; "
+                "give the dataset the sampler was built on."
+            )
+        self.sampler = sampler
+        self.train_dataset = train_dataset
+        self.order = order
+        self.topics = self._resolve_topics(groups)
+        self.scores = None if scores is None else np.asarray(scores, dtype=np.float64)
+        if self.scores is not None and len(self.scores) != sampler.num_documents:
+            raise ValueError(
+                f"scores has {len(self.scores)} values for {sampler.num_documents} training blocks; score exactly "
+                "the blocks of the training dataset."
+            )
+        self.disciplines = disciplines
+        self.seed = seed
+        self.num_groups = num_groups
+        self.trainer = trainer
+        self.batch_tokens = batch_tokens
+        self.scores_path: str | None = None
+        self.progress: list[dict[str, Any]] = []
+        self._group_in_order: dict[str, np.ndarray] = {}
+
+    def _resolve_topics(self, groups: Sequence[str] | None) -> list[str]:
+        drawn = list(self.sampler.weights)
+        if groups is None:
+            return drawn
+        topics = [name for name in self.sampler.topic_names if name in groups or source_of(name) in groups]
+        unknown = [group for group in groups if not any(group in (name, source_of(name)) for name in topics)]
+        if unknown:
+            raise ValueError(
+                f"groups names {unknown[0]!r}, which is neither a topic nor a source of the sampler; "
+                "name topics as in its topic_names, or their sources."
+            )
+        return [name for name in topics if name in drawn]
+
+    # ---- checkpoint state ----
+    def state(self) -> dict:
+        digest = _digest(self.scores) if self.scores is not None else None
+        attributes = {"scores_path": self.scores_path, "scores_digest": digest, "progress": self.progress}
+        return {"args": {}, "attributes": attributes}
+
+    def _restore(self, state: TrainerState) -> bool:
+        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
+        if isinstance(saved, list):
+            saved = saved[0] if saved else None
+        attributes = (saved or {}).get("attributes", {})
+        if not attributes.get("scores_digest"):
+            return False
+        if self.scores is None:
+            path = attributes.get("scores_path")
+            if not path or not Path(path).is_file():
+                raise ValueError(
+                    f"The checkpoint's curriculum scores file {path!r} is missing; resume in the run's output "
+                    "folder or pass the same scores= again."
+                )
+            self.scores, self.scores_path = np.load(path), path
+        if _digest(self.scores) != attributes["scores_digest"]:
+            raise ValueError(
+                "The curriculum scores differ from those the checkpoint was trained with; resume with the same scores."
+            )
+        self.progress = list(attributes.get("progress", []))
+        return True
+
+    # ---- training events ----
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        restored = self._restore(state)
+        if self.scores is None and self.order in ("LH", "HL"):
+            self.scores = self._score(kwargs["model"], kwargs.get("processing_class"), args)
+        if self.scores is not None and not restored:
+            self.scores_path = str(Path(args.output_dir) / SCORES_NAME)
+            if state.is_world_process_zero:
+                Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+                np.save(self.scores_path, self.scores)
+        self._install()
+
+    def _score(self, model, tokenizer, args: TrainingArguments) -> np.ndarray:
+        """Perplexity of the blocks of the ordered topics (NaN elsewhere), sharded across ranks."""
+        members = np.concatenate([self.sampler.topic_members(topic) for topic in self.topics])
+        scored = score_perplexity(
+            model,
+            tokenizer,
+            self.train_dataset.select(members).select_columns(["input_ids"]),
+            text_column="input_ids",
+            batch_tokens=self.batch_tokens,
+            bf16=bool(args.bf16),
+            output_dir=Path(args.output_dir) / "curriculum_shards",
+        )
+        scores = np.full(self.sampler.num_documents, np.nan)
+        scores[members] = scored
+        return scores
+
+    def _install(self) -> None:
+        for topic in self.topics:
+            members = self.sampler.topic_members(topic)
+            topic_scores = None if self.scores is None else check_scores(self.scores[members])
+            if self.order == "RM" and topic_scores is None:
+                topic_scores = np.zeros(len(members))  # a random order needs only the count
+            disciplines = None if self.disciplines is None else np.asarray(self.disciplines)[members]
+            permutation = curriculum_order(self.order, topic_scores, disciplines, self.seed, self.num_groups)
+            self.sampler.set_topic_order(topic, members[permutation])
+            if self.scores is not None:
+                self._group_in_order[topic] = difficulty_groups(topic_scores, self.num_groups)[permutation]
+        logger.info("Curriculum %s installed in %d topics: %s.", self.order, len(self.topics), ", ".join(self.topics))
+
+    def current_groups(self, position: int) -> dict[str, int]:
+        """The difficulty group of the last block each ordered topic had drawn before `position`."""
+        draws = self.sampler.draws_per_topic(position)
+        return {
+            topic: int(groups[(draws[topic] - 1) % len(groups)])
+            for topic, groups in self._group_in_order.items()
+            if draws.get(topic, 0) > 0
+        }
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if not control.should_log or not self._group_in_order:
+            return
+        global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        groups = self.current_groups(state.global_step * global_batch)  # epochs continue the sampler's stream
+        self.progress.append({"step": state.global_step, "groups": groups})
+        metrics = {f"curriculum/group/{topic}": group for topic, group in groups.items()}
+        if self.trainer is not None:
+            self.trainer.log(metrics)
+        else:
+            state.log_history.append({**metrics, "step": state.global_step})
+        if state.is_world_process_zero:
+            payload = {"order": self.order, "topics": self.topics, "num_groups": self.num_groups}
+            payload["progress"] = self.progress
+            (Path(args.output_dir) / PROGRESS_NAME).write_text(json.dumps(payload, indent=2, ensure_ascii=False))

@@ -1,0 +1,169 @@
+"""The perplexity curriculum in training: CPTTrainer with and without the mixture, a plain Trainer, resume."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import make_model
+from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+from hf_cpt import CPTConfig, CPTTrainer, PPLCurriculumCallback, TopicMixtureSampler, score_perplexity
+from hf_cpt.curriculum import difficulty_groups
+from hf_cpt.data import load_corpus
+from hf_cpt.mixture import plan_stage
+
+MAX_LENGTH = 32
+SOURCES = ["web-en", "book-en", "web-cn", "synthesis-en"]
+RATIOS = {"web-en": 0.3, "book-en": 0.2, "web-cn": 0.4, "synthesis-en": 0.1}
+CHINESE = "web-cn/Philosophy"
+
+
+@pytest.fixture(scope="module")
+def corpus(corpus_path, tokenizer):
+    return load_corpus(corpus_path, SOURCES, tokenizer, MAX_LENGTH, topic_sources=["web-en", "web-cn"])
+
+
+def config(output_dir, **overrides) -> CPTConfig:
+    values = dict(
+        output_dir=str(output_dir),
+        max_length=MAX_LENGTH,
+        per_device_train_batch_size=4,
+        bf16=False,
+        use_cpu=True,
+        report_to="none",
+        logging_steps=1,
+        save_strategy="no",
+        seed=0,
+        activation_checkpointing=False,
+        learning_rate=3e-3,
+        warmup_steps=0,
+        curriculum_order="LH",
+        curriculum_groups=["web-cn"],
+        curriculum_num_groups=4,
+    )
+    values.update(overrides)
+    return CPTConfig(**values)
+
+
+class RecordingTrainer(CPTTrainer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen: list[list[int]] = []
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training:
+            self.seen.extend(inputs["input_ids"].tolist())
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+
+def trainer_for(corpus, tokenizer, output_dir, steps=8, **overrides) -> RecordingTrainer:
+    sampler = plan_stage(corpus.train, RATIOS, MAX_LENGTH * 4 * steps, 4, seed=3)
+    return RecordingTrainer(
+        model=make_model(len(tokenizer)),
+        args=config(output_dir, **overrides),
+        train_dataset=corpus.train,
+        train_sampler=sampler,
+        processing_class=tokenizer,
+        topic_eval_dataset=corpus.validation,
+    )
+
+
+def block_index(corpus) -> dict[tuple, int]:
+    return {tuple(row["input_ids"]): i for i, row in enumerate(corpus.train)}
+
+
+def test_cpt_trainer_plays_chinese_blocks_low_to_high_and_keeps_the_mixture(tmp_path, corpus, tokenizer):
+    trainer = trainer_for(corpus, tokenizer, tmp_path / "curriculum")
+    initial_model = make_model(len(tokenizer))
+    trainer.train()
+    plain = trainer_for(corpus, tokenizer, tmp_path / "plain", curriculum_order=None)
+    plain.train()
+    index = block_index(corpus)
+    topics = np.asarray(corpus.train["group"])
+    seen = np.array([index[tuple(block)] for block in trainer.seen])
+    # The curriculum reorders blocks within web-cn only: the topic of every draw is as without it.
+    assert np.array_equal(topics[seen], topics[[index[tuple(block)] for block in plain.seen]])
+    # The scores are the blocks' perplexity under the model at the start of training ...
+    scores = np.load(tmp_path / "curriculum" / "curriculum_scores.npy")
+    members = trainer.train_sampler.topic_members(CHINESE)
+    expected = score_perplexity(
+        initial_model,
+        None,
+        corpus.train.select(members),
+        text_column="input_ids",
+        bf16=False,
+        output_dir=tmp_path / "s",
+    )
+    np.testing.assert_allclose(scores[members], expected, rtol=1e-6)
+    assert np.isnan(np.delete(scores, members)).all()  # other topics are not ordered, not scored
+    # ... and the topic's first pass is played by rising difficulty group.
+    chinese = seen[topics[seen] == corpus.group_names.index(CHINESE)][: len(members)]
+    groups = difficulty_groups(scores[members], 4)[np.searchsorted(members, chinese)]
+    assert np.all(np.diff(groups) >= 0) and groups[-1] > groups[0]
+    # The difficulty group reached is logged at every logging step, and kept in curriculum.json.
+    logged = [entry[f"curriculum/group/{CHINESE}"] for entry in trainer.state.log_history if any(
+        key.startswith("curriculum/group/") for key in entry)]  # fmt: skip
+    assert logged == sorted(logged) and len(logged) >= 6
+    chinese_id = corpus.group_names.index(CHINESE)
+    group_of = dict(zip(members.tolist(), difficulty_groups(scores[members], 4).tolist(), strict=True))
+    for entry in trainer.state.log_history:
+        if f"curriculum/group/{CHINESE}" in entry:  # the group of the last Chinese block trained by that step
+            trained = [i for i in seen[: 4 * entry["step"]] if topics[i] == chinese_id]
+            assert entry[f"curriculum/group/{CHINESE}"] == group_of[int(trained[-1])]
+    progress = json.loads((tmp_path / "curriculum" / "curriculum.json").read_text())["progress"]
+    assert [entry["groups"].get(CHINESE) for entry in progress if CHINESE in entry["groups"]] == logged
+
+
+def test_resume_with_curriculum_and_mixture_sees_the_same_blocks(tmp_path, corpus, tokenizer):
+    mixture = dict(mixture_alpha=0.5, mixture_round_steps=2, mixture_scope="all")
+    full = trainer_for(corpus, tokenizer, tmp_path / "full", save_strategy="steps", save_steps=3, **mixture)
+    full.train()
+    resumed = trainer_for(corpus, tokenizer, tmp_path / "full", **mixture)  # a restarted process, same folder
+    resumed.model.load_state_dict(make_model(len(tokenizer), seed=1).state_dict())
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-3"))
+    assert resumed.seen == full.seen[3 * 4 :]
+    assert resumed.mixture_callback.rounds == full.mixture_callback.rounds
+    # The checkpoint's scores were reused, not recomputed under the resumed model.
+    assert resumed.curriculum_callback.scores_path == full.curriculum_callback.scores_path
+
+
+def test_plain_trainer_with_precomputed_scores(tmp_path, corpus, tokenizer):
+    sampler = TopicMixtureSampler.from_dataset(corpus.train, dict.fromkeys(corpus.group_names, 1.0), num_samples=24)
+    members = sampler.topic_members(CHINESE)
+    scores = np.full(len(corpus.train), np.nan)
+    scores[members] = np.arange(len(members))[::-1]  # made-up difficulty: the last block is the easiest
+
+    class MixtureTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            return sampler
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=6, use_cpu=True, report_to="none",
+        save_strategy="no", logging_steps=1,
+    )  # fmt: skip
+    trainer = MixtureTrainer(
+        model=make_model(len(tokenizer)),
+        args=args,
+        train_dataset=corpus.train.remove_columns("group"),
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+    )
+    one_block_per_group = len(members)  # so that LH is the exact order of the scores
+    trainer.add_callback(
+        PPLCurriculumCallback(
+            sampler, corpus.train, order="LH", groups=[CHINESE], scores=scores, num_groups=one_block_per_group
+        )
+    )
+    trainer.train()
+    order = sampler.indices(0, 24)
+    chinese = order[np.isin(order, members)]
+    assert chinese.tolist() == sorted(chinese.tolist(), reverse=True)  # lowest score first = highest index
+
+
+def test_curriculum_settings_fail_with_one_sentence(tmp_path, corpus, tokenizer):
+    with pytest.raises(ValueError, match=r"curriculum_order is 'EASY'; use one of"):
+        config(tmp_path, curriculum_order="EASY")
+    sampler = TopicMixtureSampler.from_dataset(corpus.train, dict.fromkeys(corpus.group_names, 1.0))
+    with pytest.raises(ValueError, match=r"scores has 3 values for \d+ training blocks"):
+        PPLCurriculumCallback(sampler, corpus.train, scores=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"groups names 'web-xx', which is neither a topic nor a source"):
+        PPLCurriculumCallback(sampler, corpus.train, groups=["web-xx"])
