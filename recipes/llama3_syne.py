@@ -1,7 +1,8 @@
 """Llama-3-SynE: two-stage continual pre-training (arXiv 2407.18743, §3).
 
 Stage 1, bilingual adaptation: Chinese : English = 2 : 8, web text packed per topic, topic proportions
-re-weighted every round from the change of per-topic validation perplexity (§3.2.1).
+re-weighted every round from the change of per-topic validation perplexity (§3.2.1), Chinese data played
+from low to high perplexity (§3.2.2).
 Stage 2, synthetic enhancement: Chinese : English : synthetic = 1 : 7 : 2, random sampling.
 
     python recipes/llama3_syne.py                      # embedded default: SmolLM2-135M, bundled corpus, CPU
@@ -10,7 +11,8 @@ Stage 2, synthetic enhancement: Chinese : English : synthetic = 1 : 7 : 2, rando
 
 Any field of `RecipeArguments` or `CPTConfig` can be overridden on the command line
 (`--max_steps 4`, `--output_dir runs/x`). Writes into `output_dir`: one folder per stage (checkpoints
-and the stage's model, plus `topic_mixture.json`/`.png` for a stage with the topic mixture), `final_model/`,
+and the stage's model, plus `topic_mixture.json`/`.png` for a stage with the topic mixture and
+`curriculum.json` for one with a curriculum), `final_model/`,
 `report.md`, `training_loss.png`, `validation_perplexity.png` and `.json`.
 A stage whose folder already holds its finished model is skipped; an unfinished one resumes from its
 last checkpoint.
@@ -34,12 +36,14 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
 
 from hf_cpt import CPTConfig, CPTTrainer
+from hf_cpt.curriculum.callback import PROGRESS_NAME
 from hf_cpt.data import DEMO_CORPUS_PATH, TOPIC_SOURCES, flatten_mixture, load_corpus, resolve_mixture
 from hf_cpt.mixture import plan_stage
 from hf_cpt.mixture.callback import HISTORY_NAME
 from hf_cpt.modeling import check_max_length, embedded_model_path, load_causal_lm
 from hf_cpt.perplexity import perplexity_by_group
 from hf_cpt.reporting import (
+    curriculum_section,
     mixture_section,
     perplexity_section,
     plot_group_perplexity,
@@ -90,6 +94,12 @@ def mixture_rounds(stage_dir: str) -> list[dict]:
     return json.loads(path.read_text())["rounds"] if path.is_file() else []
 
 
+def curriculum_progress(stage_dir: str) -> dict | None:
+    """The curriculum's progress a stage wrote, or None."""
+    path = Path(stage_dir, PROGRESS_NAME)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def run_stage(index: int, stage: dict[str, Any], model, tokenizer, corpus, config: CPTConfig) -> dict[str, Any]:
     """Plan, train (or resume, or skip when done) one stage; returns its log history and data recipe."""
     stage = dict(stage)
@@ -124,6 +134,7 @@ def run_stage(index: int, stage: dict[str, Any], model, tokenizer, corpus, confi
             "log_history": state["log_history"],
             "recipe": json.loads(Path(stage_dir, DATA_RECIPE_NAME).read_text()),
             "mixture": mixture_rounds(stage_dir),
+            "curriculum": curriculum_progress(stage_dir),
         }
     trainer = CPTTrainer(
         model=model,
@@ -150,6 +161,7 @@ def run_stage(index: int, stage: dict[str, Any], model, tokenizer, corpus, confi
         "log_history": trainer.state.log_history,
         "recipe": trainer.data_recipe(),
         "mixture": mixture_rounds(stage_dir),
+        "curriculum": curriculum_progress(stage_dir),
     }
 
 
@@ -199,6 +211,8 @@ def write_report(
                 "",
                 f"![topic mixture]({stage['name']}/{HISTORY_NAME}.png)",
             ]
+        if stage["curriculum"]:
+            lines += ["", f"## Perplexity curriculum: {stage['name']}", "", curriculum_section(stage["curriculum"])]
     lines += ["", "## Training loss", "", "![training loss](training_loss.png)", ""]
     (output / "report.md").write_text("\n".join(lines), encoding="utf-8")
 

@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--text-column", default="text")
     score.add_argument("--max-length", type=int, help="Tokens per window; default: the model's context.")
     score.add_argument("--stride", type=int, help="Window stride for long documents; default: max_length // 2.")
-    score.add_argument("--batch-tokens", type=int, default=16384, help="Token budget of a batch.")
+    score.add_argument("--batch-tokens", type=int, default=8192, help="Token budget of a batch.")
     score.add_argument("--shard-size", type=int, default=4096, help="Documents per shard (unit of resumption).")
     score.add_argument(
         "--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast; default: if supported."

@@ -179,3 +179,21 @@ def plot_mixture_history(rounds: Sequence[Mapping[str, Any]], path: str | Path) 
     figure.tight_layout(rect=(0, 0, 0.78, 1))
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def curriculum_section(curriculum: Mapping[str, Any]) -> str:
+    """The difficulty group each ordered topic had reached at each logging step, as a markdown table."""
+    progress = curriculum["progress"]
+    rows = [
+        [topic] + [str(entry["groups"].get(topic, "-")) for entry in progress]
+        for topic in curriculum["topics"]
+        if any(topic in entry["groups"] for entry in progress)
+    ]
+    header = ["topic", *(f"step {entry['step']}" for entry in progress)]
+    return "\n\n".join(
+        [
+            f"Order `{curriculum['order']}`: difficulty group (0 = lowest perplexity of {curriculum['num_groups']}) "
+            "of the last block of each topic trained by each step:",
+            _markdown_table(header, rows),
+        ]
+    )

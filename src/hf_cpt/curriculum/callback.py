@@ -75,7 +75,7 @@ class PPLCurriculumCallback(TrainerCallback, ExportableState):
         seed: int = 0,
         num_groups: int = 10,
         trainer: Any = None,
-        batch_tokens: int = 16384,
+        batch_tokens: int = 8192,
     ) -> None:
         if not isinstance(sampler, TopicMixtureSampler) or train_dataset is None:
             raise ValueError(

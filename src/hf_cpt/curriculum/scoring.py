@@ -103,6 +103,17 @@ def _documents(data: Dataset | Sequence, text_column: str) -> tuple[Sequence, bo
     return data, len(data) > 0 and not isinstance(data[0], str)
 
 
+def _token_nll(logits: torch.Tensor, targets: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+    """Cross-entropy per position in float32, a chunk of positions at a time: a float32 copy of the whole
+    batch's logits (positions x vocabulary) would be the largest allocation of the run."""
+    return torch.cat(
+        [
+            F.cross_entropy(logits[i : i + chunk].float(), targets[i : i + chunk], ignore_index=-100, reduction="none")
+            for i in range(0, len(targets), chunk)
+        ]
+    )
+
+
 @torch.no_grad()
 def _score_shard(
     model: PreTrainedModel,
@@ -146,9 +157,7 @@ def _score_shard(
             logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
         # Position t predicts token t + 1: shift the labels left, as the model's own loss does.
         targets = F.pad(labels, (0, 1), value=-100)[:, 1:]
-        token_nll = F.cross_entropy(
-            logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="none"
-        ).view(targets.shape)
+        token_nll = _token_nll(logits.reshape(-1, logits.size(-1)), targets.reshape(-1)).view(targets.shape)
         documents = np.array([window.document for window in batch])
         np.add.at(nll, documents, token_nll.sum(dim=1).double().cpu().numpy())
         np.add.at(counted, documents, targets.ne(-100).sum(dim=1).cpu().numpy())
@@ -165,7 +174,7 @@ def score_perplexity(
     text_column: str = "text",
     max_length: int | None = None,
     stride: int | None = None,
-    batch_tokens: int = 16384,
+    batch_tokens: int = 8192,
     bf16: bool | None = None,
     shard_size: int = 4096,
     output_dir: str | Path | None = None,
@@ -179,7 +188,8 @@ def score_perplexity(
         max_length: tokens per forward pass; default: the model's context (`max_position_embeddings`).
         stride: how far consecutive windows of a long document advance; default `max_length // 2`
             (each predicted token then sees at least half a context).
-        batch_tokens: token budget of a batch (batch size x its longest window).
+        batch_tokens: token budget of a batch (batch size x its longest window); the batch's logits take
+            batch_tokens x vocabulary x 2 bytes in bf16.
         bf16: run the forward under bf16 autocast; default: where the hardware supports it.
         shard_size: documents per shard, the unit of work per rank and of resumption.
         output_dir: where finished shards are kept; default: a folder in the hf-cpt cache named by the
