@@ -73,18 +73,24 @@ def test_a_dataset_column_is_scored_in_its_order(tmp_path, tokenizer):
 
 def test_a_killed_run_resumes_without_rescoring_finished_shards(tmp_path, tokenizer):
     model = make_model(len(tokenizer), context=CONTEXT)
-    texts = documents(12)  # 6 shards of 2 documents; each shard is one forward pass under this budget
-    settings = dict(bf16=False, shard_size=2, batch_tokens=100_000, show_progress=False)
-    clean = score_perplexity(model, tokenizer, texts, output_dir=tmp_path / "clean", **settings)
-
+    texts = documents(12)  # 6 shards of 2 documents
+    settings = dict(bf16=False, shard_size=2, show_progress=False)
     calls = []
+    handle = model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    clean = score_perplexity(model, tokenizer, texts, output_dir=tmp_path / "clean", **settings)
+    all_shards = len(calls)
+    calls.clear()
+    score_perplexity(model, tokenizer, texts[:4], output_dir=tmp_path / "first-two", **settings)
+    first_two_shards = len(calls)
+    handle.remove()
 
-    def count_and_fail_on_the_third(module, args):
+    def kill_in_the_third_shard(module, args):
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == first_two_shards + 1:
             raise RuntimeError("killed")
 
-    handle = model.register_forward_pre_hook(count_and_fail_on_the_third)
+    calls.clear()
+    handle = model.register_forward_pre_hook(kill_in_the_third_shard)
     with pytest.raises(RuntimeError, match="killed"):
         score_perplexity(model, tokenizer, texts, output_dir=tmp_path / "run", **settings)
     handle.remove()
@@ -93,7 +99,7 @@ def test_a_killed_run_resumes_without_rescoring_finished_shards(tmp_path, tokeni
     handle = model.register_forward_pre_hook(lambda module, args: calls.append(1))
     resumed = score_perplexity(model, tokenizer, texts, output_dir=tmp_path / "run", **settings)
     handle.remove()
-    assert len(calls) == 4  # only the 4 unfinished shards
+    assert len(calls) == all_shards - first_two_shards  # only the 4 unfinished shards are scored
     np.testing.assert_array_equal(resumed, clean)
 
 

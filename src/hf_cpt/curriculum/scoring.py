@@ -35,7 +35,7 @@ from hf_cpt.modeling import cache_dir, hardware_supports_bf16
 
 logger = logging.getLogger(__name__)
 
-SCORES_FORMAT = 1
+_BUCKET_SPREAD, _BUCKET_SLACK = 1.05, 4  # how far a batch's window lengths may spread (ratio, tokens)
 
 
 @dataclass(frozen=True)
@@ -137,10 +137,16 @@ def _score_shard(
     device = next(model.parameters()).device
     start = 0
     while start < len(windows):
-        # The longest window of the batch is its last (sorted), so the batch fits the token budget.
+        # Windows are sorted by length, so a batch's last window is its longest: the batch grows while its
+        # padded size fits the budget and its lengths stay within 5% (+ 4 tokens) of its first, which keeps
+        # padding under ~5% of the positions computed.
+        first = windows[start].end - windows[start].begin
         stop = start + 1
-        while stop < len(windows) and (stop + 1 - start) * (windows[stop].end - windows[stop].begin) <= batch_tokens:
-            stop += 1  # noqa: SIM113 - the batch grows while its padded size fits the budget
+        while stop < len(windows):
+            length = windows[stop].end - windows[stop].begin
+            if (stop + 1 - start) * length > batch_tokens or length > first * _BUCKET_SPREAD + _BUCKET_SLACK:
+                break
+            stop += 1
         batch = windows[start:stop]
         width = batch[-1].end - batch[-1].begin
         input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
