@@ -171,3 +171,15 @@ def test_token_id_columns_are_scored_as_they_are(tmp_path, tokenizer):
     from_ids = score_perplexity(model, None, blocks, text_column="input_ids", bf16=False, output_dir=tmp_path / "i")
     from_text = score_perplexity(model, tokenizer, texts, bf16=False, output_dir=tmp_path / "t")
     np.testing.assert_array_equal(from_ids, from_text)
+
+
+def test_length_buckets_fit_the_budget_and_pad_under_five_percent():
+    from hf_cpt.curriculum.scoring import length_buckets
+
+    lengths = sorted(np.clip(np.random.default_rng(0).lognormal(4.5, 1.2, 3000).astype(int), 2, 512).tolist())
+    batches = list(length_buckets(lengths, 8192))
+    assert [start for start, _ in batches][1:] == [stop for _, stop in batches][:-1]  # contiguous, complete
+    assert batches[0][0] == 0 and batches[-1][1] == len(lengths)
+    assert all((stop - start) * lengths[stop - 1] <= 8192 for start, stop in batches)
+    padded = sum((stop - start) * lengths[stop - 1] for start, stop in batches)
+    assert (padded - sum(lengths)) / padded < 0.05

@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +103,20 @@ def _documents(data: Dataset | Sequence, text_column: str) -> tuple[Sequence, bo
     return data, len(data) > 0 and not isinstance(data[0], str)
 
 
+def length_buckets(lengths: Sequence[int], batch_tokens: int) -> Iterator[tuple[int, int]]:
+    """Batches over sequences sorted by length, as (start, stop): a batch grows while its padded size
+    (count x its last, longest length) fits the budget and its lengths stay within 5% (+ 4 tokens) of its
+    first, which keeps padding under ~5% of the positions computed."""
+    start = 0
+    while start < len(lengths):
+        stop = start + 1
+        limit = lengths[start] * _BUCKET_SPREAD + _BUCKET_SLACK
+        while stop < len(lengths) and (stop + 1 - start) * lengths[stop] <= batch_tokens and lengths[stop] <= limit:
+            stop += 1
+        yield start, stop
+        start = stop
+
+
 def _token_nll(logits: torch.Tensor, targets: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
     """Cross-entropy per position in float32, a chunk of positions at a time: a float32 copy of the whole
     batch's logits (positions x vocabulary) would be the largest allocation of the run."""
@@ -135,18 +149,7 @@ def _score_shard(
     nll = np.zeros(len(token_ids), dtype=np.float64)
     counted = np.zeros(len(token_ids), dtype=np.int64)
     device = next(model.parameters()).device
-    start = 0
-    while start < len(windows):
-        # Windows are sorted by length, so a batch's last window is its longest: the batch grows while its
-        # padded size fits the budget and its lengths stay within 5% (+ 4 tokens) of its first, which keeps
-        # padding under ~5% of the positions computed.
-        first = windows[start].end - windows[start].begin
-        stop = start + 1
-        while stop < len(windows):
-            length = windows[stop].end - windows[stop].begin
-            if (stop + 1 - start) * length > batch_tokens or length > first * _BUCKET_SPREAD + _BUCKET_SLACK:
-                break
-            stop += 1
+    for start, stop in length_buckets([window.end - window.begin for window in windows], batch_tokens):
         batch = windows[start:stop]
         width = batch[-1].end - batch[-1].begin
         input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
@@ -169,7 +172,6 @@ def _score_shard(
         np.add.at(counted, documents, targets.ne(-100).sum(dim=1).cpu().numpy())
         if progress is not None:
             progress.update(int(attention_mask.sum()))
-        start = stop
     return np.exp(nll / counted)
 
 
