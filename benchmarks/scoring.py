@@ -7,25 +7,32 @@ dtype setting (fp32, or bf16 autocast with `--bf16`) and `torch.no_grad()`:
 - ours: `score_perplexity(..., show_progress=False)` with a fresh temporary `output_dir` per call, so
   nothing is read back from an earlier call. Timed end to end: tokenisation, fingerprints, the
   length-bucketed forward passes, the per-token NLL and the shard write. Its padding waste is computed
-  by replaying its batching: every document's windows (the library's own `document_windows`), sorted by
-  length, packed greedily under the token budget exactly as `_score_shard` does, shard by shard.
+  by replaying its batching with the library's own functions: every document's windows
+  (`document_windows`), sorted by length, batched by `length_buckets`, shard by shard.
 - limit: a bare forward pass (`model(input_ids=...)`, no attention mask, no loss) over the same window
-  tokens with no padding at all: the windows' tokens concatenated and cut into rows of one length L (the
-  median window length unless `--limit-length`), `batch_tokens // L` rows per batch. Tokenisation is not
-  timed: this is the ceiling for the forward passes alone.
-- naive: the windows in dataset order, a fixed number of sequences per batch (the number of windows
-  divided by ours' number of batches, so the real tokens per batch match ours on average), each batch
-  padded to its longest window, with ours' per-token NLL (cross-entropy over the logits, accumulated
-  per document). Timed like ours: tokenisation included.
+  tokens with no padding at all: the windows' tokens concatenated and cut into rows of one length L,
+  `batch_tokens // L` rows per batch. Tokenisation is not timed: this is the ceiling for the forward
+  passes alone. L defaults to the token-weighted mean window length (sum of squared lengths / sum of
+  lengths), not the median: a token of a window of length n attends over up to n positions, so with
+  this L the limit does, per token, the attention work ours does, and differs from ours only by padding
+  and overheads. (The median window is short, since most documents are; rows of that length would make
+  the limit cheaper per token than any scoring of these documents can be. Pass `--limit-length` to
+  choose L.)
+- naive: the windows in dataset order, a fixed number B of windows per batch, each batch padded to its
+  longest window, with ours' per-token NLL (cross-entropy over the logits, accumulated per document).
+  B is chosen so that the average batch size in tokens (batch size x longest window, what ours' budget
+  bounds) is as close as possible to ours'. Timed like ours: tokenisation included.
 
 Tokens, for every method, are the documents' tokens (what ours is asked to score); tokens/s is that
-count over the median wall-clock time of `--repeats` repeats. The methods run interleaved within each
-repeat (ours, limit, naive, ours, ...) so drift hits all alike, after one untimed warm-up of each on a
-few documents. Defaults: a tiny random Llama (hidden 256, 4 layers, vocab 4096, seed 0) with a
-whitespace word-level tokenizer over 4093 synthetic words, on the CPU; documents of lognormal word
-counts clipped to [5, 2000] (many short, some longer than the context and so windowed).
+count over the median wall-clock time of `--repeats` repeats (each repeat's ratios are printed too).
+The methods run interleaved within each repeat (ours, limit, naive, ours, ...) so drift hits all
+alike, after one untimed warm-up of each on a few documents.
 
-    python benchmarks/scoring.py [--documents 2000] [--repeats 3] [--max-length 512] [--batch-tokens 16384]
+Defaults: a tiny random Llama (hidden 256, 4 layers, vocab 4096, seed 0) with a whitespace word-level
+tokenizer over 4093 synthetic words, on the CPU; documents of lognormal word counts (median 100)
+clipped to [5, 2000], so many are short and some are longer than the context (and so windowed).
+
+    python benchmarks/scoring.py [--documents 1000] [--repeats 3] [--max-length 512] [--batch-tokens 8192]
                                  [--bf16] [--model PATH] [--limit-length L] [--device cpu]
 """
 
@@ -53,7 +60,7 @@ from transformers import (  # noqa: E402
 )
 
 from hf_cpt.curriculum import score_perplexity  # noqa: E402
-from hf_cpt.curriculum.scoring import document_windows  # noqa: E402
+from hf_cpt.curriculum.scoring import document_windows, length_buckets  # noqa: E402
 
 VOCAB = 4096
 SPECIALS = ["<pad>", "</s>", "<unk>"]
@@ -100,20 +107,34 @@ def all_windows(token_ids: list[list[int]], max_length: int, stride: int) -> lis
 
 
 def ours_batches(token_ids: list[list[int]], max_length: int, stride: int, batch_tokens: int, shard_size: int):
-    """(batch size, longest window) of every batch `score_perplexity` builds: `_score_shard`'s rule, per shard."""
+    """(batch size, longest window) of every batch `score_perplexity` builds, shard by shard."""
     batches = []
     for shard in range(0, len(token_ids), shard_size):
         lengths = sorted(
             w.end - w.begin for w in all_windows(token_ids[shard : shard + shard_size], max_length, stride)
         )
-        start = 0
-        while start < len(lengths):
-            stop = start + 1
-            while stop < len(lengths) and (stop + 1 - start) * lengths[stop] <= batch_tokens:
-                stop += 1
-            batches.append((stop - start, lengths[stop - 1]))
-            start = stop
+        batches += [(stop - start, lengths[stop - 1]) for start, stop in length_buckets(lengths, batch_tokens)]
     return batches
+
+
+def naive_shapes(window_lengths: list[int], per_batch: int) -> list[tuple[int, int]]:
+    """(batch size, longest window) of every batch of `per_batch` windows in dataset order."""
+    return [
+        (len(window_lengths[first : first + per_batch]), max(window_lengths[first : first + per_batch]))
+        for first in range(0, len(window_lengths), per_batch)
+    ]
+
+
+def naive_batch_size(window_lengths: list[int], target: float) -> int:
+    """The windows per batch whose average padded batch size in dataset order comes closest to `target` tokens."""
+    best, best_gap = 1, float("inf")
+    for per_batch in range(1, len(window_lengths) + 1):
+        mean = statistics.mean(size * longest for size, longest in naive_shapes(window_lengths, per_batch))
+        if abs(mean - target) < best_gap:
+            best, best_gap = per_batch, abs(mean - target)
+        if mean > target:
+            break
+    return best
 
 
 def waste(batches: list[tuple[int, int]], real: int) -> float:
@@ -201,15 +222,18 @@ def run_naive(model, tokenizer, texts, max_length, stride, per_batch, bf16, pad_
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--documents", type=int, default=2000)
+    parser.add_argument("--documents", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default=None, help="a model folder (AutoModelForCausalLM + AutoTokenizer)")
     parser.add_argument("--max-length", type=int, default=None, help="default: 512 (tiny model) or the model's context")
-    parser.add_argument("--batch-tokens", type=int, default=16384)
+    parser.add_argument("--batch-tokens", type=int, default=8192)
     parser.add_argument("--shard-size", type=int, default=4096)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for all three methods")
     parser.add_argument(
-        "--limit-length", type=int, default=None, help="row length of the limit; default: median window"
+        "--limit-length",
+        type=int,
+        default=None,
+        help="row length of the limit; default: token-weighted mean window length",
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
@@ -217,7 +241,7 @@ def main() -> None:
 
     device = torch.device(options.device)
     if options.model:
-        model = AutoModelForCausalLM.from_pretrained(options.model)
+        model = AutoModelForCausalLM.from_pretrained(options.model, dtype=torch.float32)  # bf16: autocast
         tokenizer = AutoTokenizer.from_pretrained(options.model)
         max_length = options.max_length or model.config.max_position_embeddings
     else:
@@ -235,14 +259,12 @@ def main() -> None:
     window_lengths = [w.end - w.begin for w in windows]
     positions = sum(window_lengths)
     batches = ours_batches(token_ids, max_length, stride, options.batch_tokens, options.shard_size)
-    length = options.limit_length or int(statistics.median(window_lengths))
+    weighted = sum(n * n for n in window_lengths) / positions
+    length = options.limit_length or round(weighted)
     rows, remainder = limit_rows(token_ids, windows, length)
     rows_per_batch = max(1, options.batch_tokens // length)
-    per_batch = max(1, round(len(windows) / len(batches)))
-    naive_batches = [
-        (len(window_lengths[first : first + per_batch]), max(window_lengths[first : first + per_batch]))
-        for first in range(0, len(windows), per_batch)
-    ]
+    per_batch = naive_batch_size(window_lengths, statistics.mean(size * longest for size, longest in batches))
+    naive_batches = naive_shapes(window_lengths, per_batch)
 
     def limit() -> float:
         elapsed = run_limit(model, rows, rows_per_batch, options.bf16, device)
@@ -292,8 +314,11 @@ def main() -> None:
     )
     print(
         f"ours: {len(batches):,} batches (budget {options.batch_tokens:,} tokens); "
-        f"limit: {len(rows):,} rows of {length} + {len(remainder)} tokens, {rows_per_batch} rows per batch; "
-        f"naive: {len(naive_batches):,} batches of {per_batch} windows"
+        f"mean padded batch {statistics.mean(size * longest for size, longest in batches):,.0f} tokens; "
+        f"limit: {len(rows):,} rows of {length} + {len(remainder)} tokens, {rows_per_batch} rows per batch "
+        f"(window length: token-weighted mean {weighted:.0f}, median {statistics.median(window_lengths):.0f}); "
+        f"naive: {len(naive_batches):,} batches of {per_batch} windows, mean padded batch "
+        f"{statistics.mean(size * longest for size, longest in naive_batches):,.0f} tokens"
     )
     print()
     print("| method | tokens | seconds | tokens/s | padding waste % |")
@@ -308,8 +333,12 @@ def main() -> None:
         f"{speed['naive']:,.0f} | {waste(naive_batches, positions):.1f} |"
     )
     print()
-    print(f"ours / limit: {speed['ours'] / speed['limit']:.3f} (goal >= 0.9)")
-    print(f"ours / naive: {speed['ours'] / speed['naive']:.3f}")
+    for other, goal in (("limit", " (goal >= 0.9)"), ("naive", "")):
+        per_repeat = [theirs / mine for mine, theirs in zip(times["ours"], times[other], strict=True)]
+        print(
+            f"ours / {other}: {speed['ours'] / speed[other]:.3f}{goal}; per repeat "
+            f"{', '.join(f'{r:.3f}' for r in per_repeat)} (median {statistics.median(per_repeat):.3f})"
+        )
     print(
         f"tokenisation alone (in ours and naive, not in limit): {seconds['tokenisation']:.2f} s "
         f"({100 * seconds['tokenisation'] / seconds['ours']:.1f}% of ours)"

@@ -117,14 +117,23 @@ def length_buckets(lengths: Sequence[int], batch_tokens: int) -> Iterator[tuple[
         start = stop
 
 
-def _token_nll(logits: torch.Tensor, targets: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
-    """Cross-entropy per position in float32, a chunk of positions at a time: a float32 copy of the whole
-    batch's logits (positions x vocabulary) would be the largest allocation of the run."""
-    return torch.cat(
+def _sequence_nll(logits: torch.Tensor, targets: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+    """Summed NLL per row over the positions with a target, in float32.
+
+    Only target positions are scored (not padding, not the context-only overlap of a window), a chunk of
+    them at a time: a float32 copy of a whole batch's logits (positions x vocabulary) would be the
+    largest allocation of the run.
+    """
+    flat_logits, flat_targets = logits.reshape(-1, logits.size(-1)), targets.reshape(-1)
+    kept = flat_targets.ne(-100).nonzero().squeeze(1)
+    nll = torch.cat(
         [
-            F.cross_entropy(logits[i : i + chunk].float(), targets[i : i + chunk], ignore_index=-100, reduction="none")
-            for i in range(0, len(targets), chunk)
+            F.cross_entropy(flat_logits[index].float(), flat_targets[index], reduction="none")
+            for index in kept.split(chunk)
         ]
+    )
+    return torch.zeros(targets.size(0), dtype=torch.float64, device=nll.device).index_add_(
+        0, kept // targets.size(1), nll.double()
     )
 
 
@@ -166,9 +175,8 @@ def _score_shard(
             logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
         # Position t predicts token t + 1: shift the labels left, as the model's own loss does.
         targets = F.pad(labels, (0, 1), value=-100)[:, 1:]
-        token_nll = _token_nll(logits.reshape(-1, logits.size(-1)), targets.reshape(-1)).view(targets.shape)
         documents = np.array([window.document for window in batch])
-        np.add.at(nll, documents, token_nll.sum(dim=1).double().cpu().numpy())
+        np.add.at(nll, documents, _sequence_nll(logits, targets).cpu().numpy())
         np.add.at(counted, documents, targets.ne(-100).sum(dim=1).cpu().numpy())
         if progress is not None:
             progress.update(int(attention_mask.sum()))
