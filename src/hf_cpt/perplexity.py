@@ -35,7 +35,8 @@ def sequence_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tens
     return token_nll.sum(dim=1), shift_labels.ne(IGNORE_INDEX).sum(dim=1)
 
 
-def _rank_and_world() -> tuple[int, int]:
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the world size under `torch.distributed`, (0, 1) without it."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -61,7 +62,7 @@ def perplexity_by_group(
         `{group name: {"perplexity": ..., "nll": summed NLL, "tokens": predicted tokens}}` for every
         group with at least one predicted token.
     """
-    rank, world = _rank_and_world()
+    rank, world = rank_and_world()
     device = next(model.parameters()).device
     lengths = [len(ids) for ids in dataset["input_ids"]]
     order = sorted(range(len(lengths)), key=lengths.__getitem__)[rank::world]

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from hf_cpt.modeling import cache_dir, hardware_supports_bf16
+from hf_cpt.perplexity import rank_and_world
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +84,6 @@ def _data_fingerprint(documents: Sequence, dataset: Dataset | None, text_column:
             digest.update(document.encode() if isinstance(document, str) else np.asarray(document).tobytes())
             digest.update(b"\0")
     return digest.hexdigest()
-
-
-def _rank_and_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _documents(data: Dataset | Sequence, text_column: str) -> tuple[Sequence, bool]:
@@ -233,7 +228,7 @@ def score_perplexity(
     ]
     key = hashlib.blake2b(json.dumps(fingerprints).encode(), digest_size=12).hexdigest()
     folder = Path(output_dir) if output_dir is not None else cache_dir() / "perplexity" / key
-    rank, world = _rank_and_world()
+    rank, world = rank_and_world()
     shards = range(0, len(texts), shard_size)
     mine = [start for number, start in enumerate(shards) if number % world == rank]
     todo = [start for start in mine if not _shard_path(folder, key, start).is_file()]

@@ -32,7 +32,7 @@ from transformers.trainer_callback import ExportableState
 from hf_cpt.data.packing import GROUP_COLUMN, with_group_column
 from hf_cpt.mixture.sampler import TopicMixtureSampler
 from hf_cpt.mixture.update import compute_mixture_update
-from hf_cpt.perplexity import perplexity_by_group
+from hf_cpt.perplexity import perplexity_by_group, rank_and_world
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ HISTORY_NAME = "topic_mixture"
 
 
 def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return rank_and_world()[1] > 1
 
 
 def next_common_position(sampler: TopicMixtureSampler, global_batch_size: int) -> int:
