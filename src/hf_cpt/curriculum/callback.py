@@ -132,7 +132,7 @@ class PPLCurriculumCallback(TrainerCallback, ExportableState):
         if isinstance(saved, list):
             saved = saved[0] if saved else None
         attributes = (saved or {}).get("attributes", {})
-        if not attributes.get("scores_digest"):
+        if not attributes.get("scores_path"):  # a fresh run (its state holds no scores file yet)
             return False
         if self.scores is None:
             path = attributes.get("scores_path")
