@@ -21,6 +21,8 @@ import torch  # noqa: E402
 from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
 
+from hf_cpt import CPTConfig, CPTTrainer  # noqa: E402
+
 SPECIALS = ["<pad>", "</s>", "<unk>"]
 WORDS_PER_GROUP = 40
 
@@ -65,6 +67,38 @@ def make_model(vocab_size: int, seed: int = 0, context: int = 256) -> LlamaForCa
         bos_token_id=1,
     )
     return LlamaForCausalLM(config)
+
+
+def micro_config(output_dir: Path | str, **overrides) -> CPTConfig:
+    """A CPTConfig for tiny CPU runs: 32-token blocks, batches of 4, fp32, nothing reported or saved."""
+    values = dict(
+        output_dir=str(output_dir),
+        max_length=32,
+        per_device_train_batch_size=4,
+        bf16=False,
+        use_cpu=True,
+        report_to="none",
+        logging_steps=2,
+        save_strategy="no",
+        seed=0,
+        activation_checkpointing=False,
+        learning_rate=1e-3,
+    )
+    values.update(overrides)
+    return CPTConfig(**values)
+
+
+class RecordingTrainer(CPTTrainer):
+    """Records the blocks of every training batch, in order."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen: list[list[int]] = []
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training:
+            self.seen.extend(inputs["input_ids"].tolist())
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
 
 def write_corpus(root: Path, seed: int = 0) -> Path:

@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_model
+from conftest import RecordingTrainer, make_model, micro_config
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
-from hf_cpt import CPTConfig, CPTTrainer, PPLCurriculumCallback, TopicMixtureSampler, score_perplexity
+from hf_cpt import CPTConfig, PPLCurriculumCallback, TopicMixtureSampler, score_perplexity
 from hf_cpt.curriculum import difficulty_groups
 from hf_cpt.data import load_corpus
 from hf_cpt.mixture import plan_stage
@@ -24,36 +24,9 @@ def corpus(corpus_path, tokenizer):
 
 
 def config(output_dir, **overrides) -> CPTConfig:
-    values = dict(
-        output_dir=str(output_dir),
-        max_length=MAX_LENGTH,
-        per_device_train_batch_size=4,
-        bf16=False,
-        use_cpu=True,
-        report_to="none",
-        logging_steps=1,
-        save_strategy="no",
-        seed=0,
-        activation_checkpointing=False,
-        learning_rate=3e-3,
-        warmup_steps=0,
-        curriculum_order="LH",
-        curriculum_groups=["web-cn"],
-        curriculum_num_groups=4,
-    )
-    values.update(overrides)
-    return CPTConfig(**values)
-
-
-class RecordingTrainer(CPTTrainer):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.seen: list[list[int]] = []
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if model.training:
-            self.seen.extend(inputs["input_ids"].tolist())
-        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+    values = dict(learning_rate=3e-3, warmup_steps=0, logging_steps=1, curriculum_order="LH")
+    values |= dict(curriculum_groups=["web-cn"], curriculum_num_groups=4)
+    return micro_config(output_dir, **{**values, **overrides})
 
 
 def trainer_for(corpus, tokenizer, output_dir, steps=8, **overrides) -> RecordingTrainer:

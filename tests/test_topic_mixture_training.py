@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
-from conftest import make_model
+from conftest import RecordingTrainer, make_model, micro_config
 from datasets import Dataset
 from torch.utils.data import DataLoader
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainerControl, TrainerState, TrainingArguments
@@ -30,37 +30,8 @@ def corpus(corpus_path, tokenizer):
 
 
 def config(output_dir, **overrides) -> CPTConfig:
-    values = dict(
-        output_dir=str(output_dir),
-        max_length=MAX_LENGTH,
-        per_device_train_batch_size=4,
-        bf16=False,
-        use_cpu=True,
-        report_to="none",
-        logging_steps=2,
-        save_strategy="no",
-        seed=0,
-        activation_checkpointing=False,
-        learning_rate=3e-3,
-        warmup_steps=0,
-        mixture_alpha=0.5,
-        mixture_round_steps=2,
-    )
-    values.update(overrides)
-    return CPTConfig(**values)
-
-
-class RecordingTrainer(CPTTrainer):
-    """Records the blocks of every training batch, in order."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.seen: list[list[int]] = []
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if model.training:
-            self.seen.extend(inputs["input_ids"].tolist())
-        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+    values = dict(learning_rate=3e-3, warmup_steps=0, mixture_alpha=0.5, mixture_round_steps=2)
+    return micro_config(output_dir, **{**values, **overrides})
 
 
 def mixture_trainer(corpus, tokenizer, output_dir, steps: int = 8, **overrides) -> RecordingTrainer:

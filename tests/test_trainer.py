@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import make_model
+from conftest import RecordingTrainer, make_model, micro_config
 from transformers import TrainingArguments
 
 from hf_cpt import CPTConfig, CPTTrainer
@@ -23,35 +23,7 @@ def corpus(corpus_path, tokenizer):
 
 
 def config(output_dir, **overrides) -> CPTConfig:
-    values = dict(
-        output_dir=str(output_dir),
-        max_length=MAX_LENGTH,
-        per_device_train_batch_size=4,
-        bf16=False,
-        use_cpu=True,
-        report_to="none",
-        logging_steps=2,
-        save_strategy="no",
-        seed=0,
-        activation_checkpointing=False,
-        learning_rate=1e-3,
-        warmup_steps=2,
-    )
-    values.update(overrides)
-    return CPTConfig(**values)
-
-
-class RecordingTrainer(CPTTrainer):
-    """Records the blocks of every training batch, in order."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.seen: list[list[int]] = []
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if model.training:
-            self.seen.extend(inputs["input_ids"].tolist())
-        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+    return micro_config(output_dir, **{"warmup_steps": 2, **overrides})
 
 
 def test_defaults_are_the_papers_training_setup(tmp_path):

@@ -11,37 +11,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from conftest import make_model, make_tokenizer, write_corpus  # noqa: E402
+from conftest import RecordingTrainer, make_model, make_tokenizer, micro_config, write_corpus  # noqa: E402
 
-from hf_cpt import CPTConfig, CPTTrainer  # noqa: E402
 from hf_cpt.data import load_corpus  # noqa: E402
 from hf_cpt.mixture import plan_stage  # noqa: E402
 
 
-class RecordingTrainer(CPTTrainer):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.seen = []
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if model.training:
-            self.seen.extend(inputs["input_ids"].tolist())
-        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-
-
 def main(output: Path) -> None:
-    args = CPTConfig(
-        output_dir=str(output / "run"),
-        max_length=32,
+    args = micro_config(
+        output / "run",
         per_device_train_batch_size=2,
-        bf16=False,
-        use_cpu=True,
-        report_to="none",
-        logging_steps=2,
-        save_strategy="no",
-        seed=0,
-        activation_checkpointing=False,
-        learning_rate=1e-3,
         mixture_alpha=0.5,
         mixture_round_steps=2,
         mixture_scope="all",
