@@ -100,6 +100,49 @@ def test_resume_with_curriculum_and_mixture_sees_the_same_blocks(tmp_path, corpu
     assert resumed.curriculum_callback.scores_path == full.curriculum_callback.scores_path
 
 
+def test_rescoring_resorts_the_blocks_not_drawn_yet_and_resume_replays_it(tmp_path, corpus, tokenizer):
+    rescore = dict(curriculum_rescore_steps=3, save_strategy="steps", save_steps=3)
+    full = trainer_for(corpus, tokenizer, tmp_path / "full", **rescore)
+    full.train()
+    plain = trainer_for(corpus, tokenizer, tmp_path / "plain")
+    plain.train()
+    callback = full.curriculum_callback
+    assert [entry["step"] for entry in callback.rescores] == [3, 6]
+    index = block_index(corpus)
+    seen = np.array([index[tuple(block)] for block in full.seen])
+    members = full.train_sampler.topic_members(CHINESE)
+    chinese = seen[np.isin(seen, members)]
+    first = callback.rescores[0]
+    drawn = first["draws"][CHINESE]
+    with np.load(first["path"]) as saved:
+        blocks, scores = saved["blocks"], saved["scores"]
+    # The blocks drawn before the re-scoring are those of the run without it; the rest of the pass is
+    # exactly the blocks not drawn yet ...
+    plain_seen = np.array([index[tuple(block)] for block in plain.seen])
+    assert np.array_equal(chinese[:drawn], plain_seen[np.isin(plain_seen, members)][:drawn])
+    assert sorted(blocks.tolist()) == sorted(set(members.tolist()) - set(chinese[:drawn].tolist()))
+    # ... scored under the model of that step (the checkpoint saved right after) ...
+    model_at_3 = type(full.model).from_pretrained(tmp_path / "full" / "checkpoint-3")
+    data = corpus.train.select(blocks)
+    expected = score_perplexity(model_at_3, None, data, text_column="input_ids", bf16=False, output_dir=tmp_path / "s")
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
+    # ... and re-sorted into the remaining places of the pass: each group's places get the easiest blocks
+    # left (shuffled within the group), up to the next re-scoring.
+    groups = difficulty_groups(np.load(tmp_path / "full" / "curriculum_scores.npy")[members], 4)
+    places = np.sort(groups)[drawn % len(members) :]
+    easiest_first = blocks[np.argsort(scores, kind="stable")]
+    following = min(callback.rescores[1]["draws"][CHINESE], drawn - drawn % len(members) + len(members)) - drawn
+    assert following > 2
+    for j in range(following):
+        assert chinese[drawn + j] in easiest_first[places == places[j]]
+    # A restarted process resumes from the checkpoint with the same orders: no block differs.
+    resumed = trainer_for(corpus, tokenizer, tmp_path / "full", **rescore)
+    resumed.model.load_state_dict(make_model(len(tokenizer), seed=1).state_dict())
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-3"))
+    assert resumed.seen == full.seen[3 * 4 :]
+    assert resumed.curriculum_callback.rescores == callback.rescores
+
+
 def test_plain_trainer_with_precomputed_scores(tmp_path, corpus, tokenizer):
     sampler = TopicMixtureSampler.from_dataset(corpus.train, dict.fromkeys(corpus.group_names, 1.0), num_samples=24)
     members = sampler.topic_members(CHINESE)
@@ -135,6 +178,8 @@ def test_plain_trainer_with_precomputed_scores(tmp_path, corpus, tokenizer):
 def test_curriculum_settings_fail_with_one_sentence(tmp_path, corpus, tokenizer):
     with pytest.raises(ValueError, match=r"curriculum_order is 'EASY'; use one of"):
         config(tmp_path, curriculum_order="EASY")
+    with pytest.raises(ValueError, match=r"curriculum_rescore_steps is 4 with curriculum_order 'RM'; re-scoring needs"):
+        config(tmp_path, curriculum_order="RM", curriculum_rescore_steps=4)
     sampler = TopicMixtureSampler.from_dataset(corpus.train, dict.fromkeys(corpus.group_names, 1.0))
     with pytest.raises(ValueError, match=r"scores has 3 values for \d+ training blocks"):
         PPLCurriculumCallback(sampler, corpus.train, scores=[1.0, 2.0, 3.0])

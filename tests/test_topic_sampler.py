@@ -188,6 +188,34 @@ def test_an_order_handed_in_is_followed_within_the_topic_every_pass():
         restarted.load_state_dict(sampler.state_dict())
 
 
+def test_a_later_order_applies_from_its_draw_and_keeps_the_draws_before():
+    topics = topic_ids([6, 50])
+    members = np.flatnonzero(topics == 0)
+    first, later = members[::-1], np.roll(members, 2)
+    sampler = TopicMixtureSampler(topics, {0: 0.5, 1: 0.5}, seed=0, num_samples=40)
+    sampler.set_topic_order(0, first)
+    before = sampler.indices(0, 40)
+    sampler.set_topic_order(0, later, from_draw=8)  # draw 8 = the third block of the second pass
+    after = sampler.indices(0, 40)
+    expected = np.concatenate([first, first[:2], later[2:], later, later])[:20]
+    assert after[topics[after] == 0].tolist() == expected.tolist()
+    assert np.array_equal(after[topics[after] == 1], before[topics[before] == 1])  # other topics untouched
+    assert sampler.topic_draws(0, 6, 14).tolist() == [*first[:2], *later[2:], *later[:2]]
+    # A resumed sampler needs the same sequence of orders, and then continues with the same indices.
+    sampler.seek(17)
+    state = json.loads(json.dumps(sampler.state_dict()))
+    restarted = TopicMixtureSampler(topics, {0: 0.5, 1: 0.5}, seed=0, num_samples=40)
+    restarted.set_topic_order(0, first)
+    with pytest.raises(ValueError, match="used other per-topic orders than this sampler"):
+        restarted.load_state_dict(state)
+    restarted.set_topic_order(0, later, from_draw=8)
+    restarted.load_state_dict(state)
+    assert list(restarted) == after[17:].tolist()
+    # Only a topic with an order of its own can continue with another.
+    with pytest.raises(ValueError, match="has no order of its own to continue from; install one with from_draw=0"):
+        restarted.set_topic_order(1, np.flatnonzero(topics == 1), from_draw=4)
+
+
 def test_from_dataset_reads_ids_and_names_from_a_class_label():
     data = Dataset.from_dict({"group": [0, 1, 1, 0]}).cast_column("group", ClassLabel(names=["web-en/A", "book-en"]))
     sampler = TopicMixtureSampler.from_dataset(data, {"web-en/A": 1.0, "book-en": 3.0})

@@ -48,6 +48,8 @@ class CPTConfig(TrainingArguments):
         curriculum_groups: topics, or sources standing for all their topics, to order (the paper: its
             Chinese data); default: every topic drawn.
         curriculum_num_groups: difficulty groups (the paper: 10).
+        curriculum_rescore_steps: re-score the blocks not drawn yet every this many steps and re-sort them
+            into the remaining places of the order (`LH`/`HL`; an extension beyond the paper, off by default).
     """
 
     # Method-specific defaults (§3.4).
@@ -116,6 +118,10 @@ class CPTConfig(TrainingArguments):
         default=None, metadata={"help": "Topics or sources the curriculum orders; default: every topic drawn."}
     )
     curriculum_num_groups: int = field(default=10, metadata={"help": "Difficulty groups (paper: 10)."})
+    curriculum_rescore_steps: int | None = field(
+        default=None,
+        metadata={"help": "Re-score the blocks not drawn yet every N steps (LH/HL; beyond the paper, off by default)."},
+    )
 
     def __post_init__(self) -> None:
         if not torch.accelerator.is_available():
@@ -141,6 +147,13 @@ class CPTConfig(TrainingArguments):
             raise ValueError(f"curriculum_order is {self.curriculum_order!r}; use one of {list(ORDERS)}.")
         if self.curriculum_num_groups < 1:
             raise ValueError(f"curriculum_num_groups is {self.curriculum_num_groups}; set it to 1 or more (paper: 10).")
+        if self.curriculum_rescore_steps is not None and (
+            self.curriculum_order not in ("LH", "HL") or self.curriculum_rescore_steps < 1
+        ):
+            raise ValueError(
+                f"curriculum_rescore_steps is {self.curriculum_rescore_steps} with curriculum_order "
+                f"{self.curriculum_order!r}; re-scoring needs curriculum_order LH or HL and a step count >= 1."
+            )
         super().__post_init__()
 
     def _check_mixture_fields(self) -> None:

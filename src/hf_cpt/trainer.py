@@ -141,6 +141,7 @@ class CPTTrainer(Trainer):
             seed=args.seed,
             num_groups=args.curriculum_num_groups,
             trainer=self,
+            rescore_steps=args.curriculum_rescore_steps,
         )
 
     def _topic_mixture_callback(self, eval_dataset) -> TopicPerplexityCallback | None:

@@ -11,6 +11,14 @@ With packed training data the unit of the curriculum is what the sampler draws: 
 `max_length` tokens of one topic. Scores are written to `curriculum_scores.npy` in the output folder
 and named in every checkpoint, so a resumed run installs the very same orders (the model it resumes
 has changed, so re-scoring would not give them back).
+
+Re-scoring (`rescore_steps`, an extension beyond the paper, off by default): every `rescore_steps`
+optimizer steps the blocks of the current pass that no rank has drawn yet are scored again under the
+model as it is then, and re-sorted into the remaining places of the order: the easiest of them go to
+the places of the lowest remaining difficulty group, so the group sizes and the logged progression
+stay as they were. The new order applies from the first draw no rank has made (the blocks already
+drawn keep their places), and each re-scoring is saved to `curriculum_rescore-<step>.npz` and named
+in the checkpoints, so a resumed run rebuilds the same sequence of orders.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from transformers.trainer_callback import ExportableState
 from hf_cpt.curriculum.orders import ORDERS, check_scores, curriculum_order, difficulty_groups
 from hf_cpt.curriculum.scoring import score_perplexity
 from hf_cpt.data.packing import source_of
+from hf_cpt.mixture.callback import next_common_position
 from hf_cpt.mixture.sampler import TopicMixtureSampler
 
 logger = logging.getLogger(__name__)
@@ -38,8 +47,11 @@ SCORES_NAME = "curriculum_scores.npy"
 PROGRESS_NAME = "curriculum.json"
 
 
-def _digest(scores: np.ndarray) -> str:
-    return hashlib.blake2b(np.ascontiguousarray(scores, dtype=np.float64).tobytes(), digest_size=16).hexdigest()
+def _digest(*arrays: np.ndarray) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 class PPLCurriculumCallback(TrainerCallback, ExportableState):
@@ -61,6 +73,8 @@ class PPLCurriculumCallback(TrainerCallback, ExportableState):
         num_groups: difficulty groups (the paper: 10).
         trainer: the Trainer, whose `log` carries the difficulty groups to every `report_to` logger.
         batch_tokens: token budget of a scoring batch.
+        rescore_steps: re-score the blocks not drawn yet every this many optimizer steps (`LH` and `HL`
+            only; an extension beyond the paper, off by default).
     """
 
     def __init__(
@@ -76,6 +90,7 @@ class PPLCurriculumCallback(TrainerCallback, ExportableState):
         num_groups: int = 10,
         trainer: Any = None,
         batch_tokens: int = 8192,
+        rescore_steps: int | None = None,
     ) -> None:
         if not isinstance(sampler, TopicMixtureSampler) or train_dataset is None:
             raise ValueError(
@@ -84,6 +99,11 @@ class PPLCurriculumCallback(TrainerCallback, ExportableState):
             )
         if order not in ORDERS:
             raise ValueError(f"order {order!r} is not a known curriculum; use one of {list(ORDERS)}.")
+        if rescore_steps is not None and (order not in ("LH", "HL") or rescore_steps < 1):
+            raise ValueError(
+                f"rescore_steps is {rescore_steps} with order {order!r}; re-scoring needs order LH or HL and "
+                "a step count >= 1 (or leave it unset)."
+            )
         if len(train_dataset) != sampler.num_documents:
             raise ValueError(
                 f"train_dataset has {len(train_dataset)} rows but the sampler indexes {sampler.num_documents}; "
@@ -104,7 +124,9 @@ class PPLCurriculumCallback(TrainerCallback, ExportableState):
         self.num_groups = num_groups
         self.trainer = trainer
         self.batch_tokens = batch_tokens
+        self.rescore_steps = rescore_steps
         self.scores_path: str | None = None
+        self.rescores: list[dict[str, Any]] = []  # every re-scoring: step, draws per topic, file, digest
         self.progress: list[dict[str, Any]] = []
         self._group_in_order: dict[str, np.ndarray] = {}
 
@@ -124,7 +146,12 @@ class PPLCurriculumCallback(TrainerCallback, ExportableState):
     # ---- checkpoint state ----
     def state(self) -> dict:
         digest = _digest(self.scores) if self.scores is not None else None
-        attributes = {"scores_path": self.scores_path, "scores_digest": digest, "progress": self.progress}
+        attributes = {
+            "scores_path": self.scores_path,
+            "scores_digest": digest,
+            "rescores": self.rescores,
+            "progress": self.progress,
+        }
         return {"args": {}, "attributes": attributes}
 
     def _restore(self, state: TrainerState) -> bool:
@@ -146,6 +173,7 @@ class PPLCurriculumCallback(TrainerCallback, ExportableState):
             raise ValueError(
                 "The curriculum scores differ from those the checkpoint was trained with; resume with the same scores."
             )
+        self.rescores = list(attributes.get("rescores", []))
         self.progress = list(attributes.get("progress", []))
         return True
 
@@ -160,22 +188,26 @@ class PPLCurriculumCallback(TrainerCallback, ExportableState):
                 Path(args.output_dir).mkdir(parents=True, exist_ok=True)
                 np.save(self.scores_path, self.scores)
         self._install()
+        for rescore in self.rescores:
+            self._replay_rescore(rescore)
 
     def _score(self, model, tokenizer, args: TrainingArguments) -> np.ndarray:
         """Perplexity of the blocks of the ordered topics (NaN elsewhere), sharded across ranks."""
         members = np.concatenate([self.sampler.topic_members(topic) for topic in self.topics])
-        scored = score_perplexity(
+        scores = np.full(self.sampler.num_documents, np.nan)
+        scores[members] = self._score_blocks(members, model, tokenizer, args, "curriculum_shards")
+        return scores
+
+    def _score_blocks(self, blocks: np.ndarray, model, tokenizer, args: TrainingArguments, folder: str) -> np.ndarray:
+        return score_perplexity(
             model,
             tokenizer,
-            self.train_dataset.select(members).select_columns(["input_ids"]),
+            self.train_dataset.select(blocks).select_columns(["input_ids"]),
             text_column="input_ids",
             batch_tokens=self.batch_tokens,
             bf16=bool(args.bf16),
-            output_dir=Path(args.output_dir) / "curriculum_shards",
+            output_dir=Path(args.output_dir) / folder,
         )
-        scores = np.full(self.sampler.num_documents, np.nan)
-        scores[members] = scored
-        return scores
 
     def _install(self) -> None:
         for topic in self.topics:
@@ -190,6 +222,69 @@ class PPLCurriculumCallback(TrainerCallback, ExportableState):
                 self._group_in_order[topic] = difficulty_groups(topic_scores, self.num_groups)[permutation]
         logger.info("Curriculum %s installed in %d topics: %s.", self.order, len(self.topics), ", ".join(self.topics))
 
+    # ---- re-scoring (an extension beyond the paper) ----
+    def _unseen(self, topic: str, draws: int) -> tuple[np.ndarray, np.ndarray]:
+        """The blocks of the topic's current pass drawn before draw `draws`, and those still to come, in order."""
+        size = len(self._group_in_order[topic])
+        pass_start = draws - draws % size
+        return (
+            self.sampler.topic_draws(topic, pass_start, draws),
+            self.sampler.topic_draws(topic, draws, pass_start + size),
+        )
+
+    def _rescore(self, args: TrainingArguments, state: TrainerState, model, tokenizer) -> None:
+        """Score the blocks no rank has drawn yet under the current model and re-sort them (all ranks)."""
+        global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        position = next_common_position(self.sampler, global_batch)
+        drawn = self.sampler.draws_per_topic(position)
+        draws = {topic: drawn.get(topic, 0) for topic in self.topics}
+        unseen = np.concatenate([self._unseen(topic, draws[topic])[1] for topic in self.topics])
+        scores = self._score_blocks(unseen, model, tokenizer, args, f"curriculum_shards/rescore-{state.global_step}")
+        rescore = {
+            "step": state.global_step,
+            "position": position,
+            "draws": draws,
+            "path": str(Path(args.output_dir) / f"curriculum_rescore-{state.global_step}.npz"),
+            "digest": _digest(unseen, scores),
+        }
+        if state.is_world_process_zero:
+            np.savez(rescore["path"], blocks=unseen, scores=scores)
+        self._apply_rescore(rescore, dict(zip(unseen.tolist(), scores.tolist(), strict=True)))
+        self.rescores.append(rescore)
+        logger.info("Curriculum re-scored %d blocks not drawn yet at step %d.", len(unseen), state.global_step)
+
+    def _replay_rescore(self, rescore: dict[str, Any]) -> None:
+        """Rebuild a re-scoring of the run being resumed from its saved scores."""
+        path = rescore["path"]
+        if not Path(path).is_file():
+            raise ValueError(
+                f"The checkpoint's curriculum re-scoring file {path!r} is missing; resume in the run's output folder."
+            )
+        with np.load(path) as saved:
+            blocks, scores = saved["blocks"], saved["scores"]
+        if _digest(blocks, scores) != rescore["digest"]:
+            raise ValueError(f"The curriculum re-scoring file {path!r} differs from the one the run saved.")
+        self._apply_rescore(rescore, dict(zip(blocks.tolist(), scores.tolist(), strict=True)))
+
+    def _apply_rescore(self, rescore: dict[str, Any], scores: dict[int, float]) -> None:
+        """Re-sort each topic's blocks still to come of its pass by their new scores into the remaining places.
+
+        The places keep their difficulty groups: under `LH` the easiest remaining blocks fill the places of
+        the lowest remaining group; blocks are shuffled by seed within a group, as at the start.
+        """
+        rng = np.random.default_rng([self.seed, rescore["step"]])
+        for topic in self.topics:
+            draws = rescore["draws"][topic]
+            seen, upcoming = self._unseen(topic, draws)
+            new_scores = check_scores([scores[block] for block in upcoming.tolist()])
+            easiest_first = np.argsort(new_scores if self.order == "LH" else -new_scores, kind="stable")
+            ranked = upcoming[easiest_first]
+            places = self._group_in_order[topic][len(seen) :]
+            for group in np.unique(places):
+                slots = np.flatnonzero(places == group)
+                ranked[slots] = rng.permutation(ranked[slots])
+            self.sampler.set_topic_order(topic, np.concatenate([seen, ranked]), from_draw=draws)
+
     def current_groups(self, position: int) -> dict[str, int]:
         """The difficulty group of the last block each ordered topic had drawn before `position`."""
         draws = self.sampler.draws_per_topic(position)
@@ -200,6 +295,8 @@ class PPLCurriculumCallback(TrainerCallback, ExportableState):
         }
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if self.rescore_steps and state.global_step % self.rescore_steps == 0 and state.global_step < state.max_steps:
+            self._rescore(args, state, kwargs["model"], kwargs.get("processing_class"))
         if not control.should_log or not self._group_in_order:
             return
         global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size

@@ -203,7 +203,9 @@ class TopicMixtureSampler(Sampler[int]):
         self._low_bits = bits // np.uint64(2)
         self._high_bits = bits - self._low_bits
         self._permuted = np.full(self.num_topics, shuffle)  # topics drawn through a keyed permutation
-        self._custom_order: dict[int, str] = {}  # topic -> fingerprint of an order handed in
+        self._custom_order: dict[int, str] = {}  # topic -> fingerprint of the orders handed in
+        # topic -> later orders [(first draw, order)]: draws from that draw number on follow that order.
+        self._later_orders: dict[int, list[tuple[int, np.ndarray]]] = {}
         self._history: list[tuple[int, np.ndarray]] = [(0, self._weight_vector(weights, "weights"))]
         self._segments: list[_Segment] = []
         self._segment_starts: list[np.ndarray] = []  # draws per topic before each segment
@@ -282,7 +284,8 @@ class TopicMixtureSampler(Sampler[int]):
     def nbytes(self) -> int:
         """Memory held by the sampler's arrays: 4 bytes per document plus a few per topic."""
         arrays = (self._members, self.topic_sizes, self._offsets, self._low_bits, self._high_bits, self._permuted)
-        return sum(array.nbytes for array in arrays)
+        later = sum(order.nbytes for orders in self._later_orders.values() for _, order in orders)
+        return sum(array.nbytes for array in arrays) + later
 
     @property
     def position(self) -> int:
@@ -316,26 +319,58 @@ class TopicMixtureSampler(Sampler[int]):
             self._history.append((position, vector))
         self._drop_segments_from(len(self._history) - 1)
 
-    def set_topic_order(self, topic: int | str, order: Sequence[int] | np.ndarray) -> None:
+    def set_topic_order(self, topic: int | str, order: Sequence[int] | np.ndarray, from_draw: int = 0) -> None:
         """Draw `topic`'s documents in this order (every pass), instead of its seeded permutations.
 
         `order` must hold each dataset index of the topic exactly once. This is how a curriculum (easy to
         hard within a topic) plugs into the mixture.
+
+        With `from_draw` > 0 the order applies from the topic's `from_draw`-th draw on (counted across
+        passes) and the draws before keep the orders they had, so a replay from position 0 stays exact.
+        The topic needs an order of its own already; later orders given for a draw at or after
+        `from_draw` are dropped. Each such order keeps a copy of the topic's indices in memory.
         """
         topic = self._topic_id(topic, "set_topic_order")
         order = np.asarray(order)
         start, end = self._offsets[topic], self._offsets[topic + 1]
         members = self._members[start:end]
-        members.sort()
-        if len(order) != len(members) or not np.array_equal(np.sort(order), members):
+        if len(order) != len(members) or not np.array_equal(np.sort(order), np.sort(members)):
             raise ValueError(
                 f"The order for topic {self.topic_names[topic]!r} does not hold each of its {len(members)} "
                 "documents exactly once; give a permutation of the topic's dataset indices."
             )
-        members[:] = order
-        self._permuted[topic] = False
-        self._custom_order[topic] = hashlib.blake2b(members.tobytes(), digest_size=8).hexdigest()
+        if from_draw < 0:
+            raise ValueError(f"from_draw is {from_draw}; give a draw number >= 0.")
+        if from_draw == 0:
+            members[:] = order
+            self._permuted[topic] = False
+            self._later_orders.pop(topic, None)
+            self._custom_order[topic] = hashlib.blake2b(members.tobytes(), digest_size=8).hexdigest()
+        else:
+            if topic not in self._custom_order:
+                raise ValueError(
+                    f"Topic {self.topic_names[topic]!r} has no order of its own to continue from; "
+                    "install one with from_draw=0 first."
+                )
+            later = [(draw, kept) for draw, kept in self._later_orders.get(topic, []) if draw < from_draw]
+            self._later_orders[topic] = [*later, (int(from_draw), order.astype(self._index_dtype))]
+            self._custom_order[topic] = self._orders_digest(topic)
         self._version += 1
+
+    def _orders_digest(self, topic: int) -> str:
+        """Fingerprint of every order a topic follows: its first order, then each later one and its first draw."""
+        start, end = self._offsets[topic], self._offsets[topic + 1]
+        digest = hashlib.blake2b(self._members[start:end].tobytes(), digest_size=8)
+        for draw, order in self._later_orders.get(topic, []):
+            digest.update(np.int64(draw).tobytes())
+            digest.update(order.tobytes())
+        return digest.hexdigest()
+
+    def topic_draws(self, topic: int | str, start: int, stop: int) -> np.ndarray:
+        """Dataset indices of `topic`'s draws [start, stop), counted across passes (draw k = its k-th block)."""
+        topic = self._topic_id(topic, "topic_draws")
+        draws = np.arange(start, max(start, stop), dtype=np.int64)
+        return self._dataset_indices(np.full(len(draws), topic, dtype=np.int64), draws).astype(np.int64)
 
     def topic_members(self, topic: int | str) -> np.ndarray:
         """The dataset indices of a topic's documents, ascending."""
@@ -394,7 +429,15 @@ class TopicMixtureSampler(Sampler[int]):
             ranks[permuted] = _permute(
                 ranks[permuted], sizes[permuted], self._high_bits[chosen], self._low_bits[chosen], keys
             )
-        return self._members[self._offsets[topics] + ranks]
+        indices = self._members[self._offsets[topics] + ranks]
+        for topic, later in self._later_orders.items():
+            chosen = np.flatnonzero(topics == topic)
+            # 0 = the topic's first order, k = the k-th later order: the last one starting at or before the draw.
+            which = np.searchsorted([draw for draw, _ in later], draws[chosen], side="right")
+            for k in np.unique(which[which > 0]):
+                rows = chosen[which == k]
+                indices[rows] = later[k - 1][1][ranks[rows]]
+        return indices
 
     def indices(self, start: int, stop: int) -> np.ndarray:
         """Dataset indices at positions [start, stop) of the order, as an array; the position is unchanged."""
