@@ -1,5 +1,5 @@
-"""Two processes (gloo): ranks share one global order, re-weight it identically, and together train on each
-block of it once."""
+"""Two processes (gloo): ranks share one global order, re-weight and re-order it identically, and together
+train on each block of it once."""
 
 import json
 import socket
@@ -50,6 +50,10 @@ def test_two_ranks_share_the_mixture_and_consume_every_planned_block_exactly_onc
     assert ranks[0]["rounds"] == ranks[1]["rounds"]
     assert ranks[0]["weight_history"] == ranks[1]["weight_history"]
     assert len(ranks[0]["weight_history"]) == 4
+    # The curriculum re-scored the same blocks from the same draw on both ranks (the planned order above,
+    # which both trained, already follows the re-sorted order).
+    assert [r["step"] for r in ranks[0]["rescores"]] == [3]
+    assert ranks[0]["rescores"] == ranks[1]["rescores"]
     # Within a pass over a group, no block repeats.
     topic_of = ranks[0]["topic_of_index"]
     for group in set(topic_of):

@@ -1,5 +1,5 @@
 """Worker for the two-process test: a micro CPTTrainer run under torchrun (gloo, world size 2), with the
-topic mixture re-weighting every 2 steps.
+topic mixture re-weighting every 2 steps and the curriculum ordering web-cn, re-scored at step 3.
 
 Each rank writes the blocks it trained on, the global order its sampler drew (under the weight changes
 it made), the mixture's rounds and weight history, and its world size.
@@ -24,6 +24,10 @@ def main(output: Path) -> None:
         mixture_alpha=0.5,
         mixture_round_steps=2,
         mixture_scope="all",
+        curriculum_order="LH",
+        curriculum_groups=["web-cn"],
+        curriculum_num_groups=2,
+        curriculum_rescore_steps=3,
     )
     rank = args.process_index
     tokenizer = make_tokenizer(output / f"tokenizer-{rank}")
@@ -56,6 +60,7 @@ def main(output: Path) -> None:
         "tokens_consumed": trainer.tokens_consumed,
         "rounds": trainer.mixture_callback.rounds,
         "weight_history": sampler.history,
+        "rescores": trainer.curriculum_callback.rescores,
         "topic_of_index": list(corpus.train["group"]),
     }
     (output / f"rank{rank}.json").write_text(json.dumps(report))

@@ -227,8 +227,12 @@ def score_perplexity(
         settings,
     ]
     key = hashlib.blake2b(json.dumps(fingerprints).encode(), digest_size=12).hexdigest()
-    folder = Path(output_dir) if output_dir is not None else cache_dir() / "perplexity" / key
     rank, world = rank_and_world()
+    if world > 1:  # one name for the shards of every rank (a dataset's fingerprint can differ between processes)
+        shared = [key]
+        dist.broadcast_object_list(shared, src=0)
+        key = shared[0]
+    folder = Path(output_dir) if output_dir is not None else cache_dir() / "perplexity" / key
     shards = range(0, len(texts), shard_size)
     mine = [start for number, start in enumerate(shards) if number % world == rank]
     todo = [start for start in mine if not _shard_path(folder, key, start).is_file()]
