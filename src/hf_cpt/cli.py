@@ -1,6 +1,10 @@
 """`hf-cpt`: the command line, one sub-command per part of the method.
 
     hf-cpt score-ppl MODEL DATA --output DIR [--source web-cn] [--split train] [--text-column text]
+    hf-cpt synth SNIPPETS --output DIR [--backend transformers|vllm|openai] [--model M] [--base-url URL]
+    hf-cpt corrupt DATA --output DIR --fraction 0.3 [--seed 0]
+
+DATA is a local file (.jsonl, .json, .parquet, .csv), a local dataset folder or a Hub dataset id.
 
 Run under `accelerate launch` to split the work across processes; every sub-command is resumable.
 """
@@ -15,24 +19,37 @@ from pathlib import Path
 
 import numpy as np
 
+_FILE_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def load_data(path: str, split: str = "train", source: str | None = None, text_column: str = "text"):
+    """A `datasets.Dataset` from a local file, a local dataset folder, a Hub id, or a corpus source."""
+    from datasets import load_dataset
+
+    from hf_cpt.data.sources import load_source
+
+    if source:
+        return load_source(path, source, split, text_column)
+    suffix = Path(path).suffix.lower()
+    if Path(path).is_file():
+        if suffix not in _FILE_FORMATS:
+            raise ValueError(f"{path} is a {suffix or 'suffix-less'} file; give a .jsonl, .json, .parquet or .csv.")
+        return load_dataset(_FILE_FORMATS[suffix], data_files=path, split=split)
+    return load_dataset(path, split=split)
+
 
 def score_ppl(args: argparse.Namespace) -> None:
     """Per-document perplexity of a corpus: `perplexity.npy` (one float per document, in order) and
     `summary.json` (count, mean, quantiles and the ten difficulty-group boundaries) in `--output`."""
     import torch
     from accelerate import PartialState
-    from datasets import load_dataset
     from transformers import AutoTokenizer
 
     from hf_cpt.curriculum import score_perplexity
-    from hf_cpt.data.sources import load_source
     from hf_cpt.modeling import load_causal_lm
 
     state = PartialState(cpu=not torch.accelerator.is_available())
-    if args.source:
-        data = load_source(args.data, args.source, args.split, args.text_column)
-    else:
-        data = load_dataset(args.data, split=args.split)
+    data = load_data(args.data, args.split, args.source, args.text_column)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = load_causal_lm(args.model).to(state.device)
     output = Path(args.output)
@@ -66,6 +83,91 @@ def score_ppl(args: argparse.Namespace) -> None:
     state.wait_for_everyone()
 
 
+def benchmark_texts(paths: Sequence[str]) -> list[str]:
+    """Benchmark questions to keep out of synthetic data: `.txt` (one per line) or data files with a
+    `question` (else `text`) column."""
+    texts: list[str] = []
+    for path in paths:
+        if path.endswith(".txt"):
+            texts += [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+            continue
+        data = load_data(path)
+        column = next((name for name in ("question", "text") if name in data.column_names), None)
+        if column is None:
+            raise ValueError(f"{path} has neither a 'question' nor a 'text' column; give the benchmark's questions.")
+        texts += [str(text) for text in data[column]]
+    return texts
+
+
+def synth(args: argparse.Namespace) -> None:
+    """Synthetic QA pairs (§3.3) into `--output`: records, data/, rejects.jsonl, report.json, README.md."""
+    from hf_cpt.synth import SamplingParams, SynthQAGenerator, load_backend
+
+    options: dict = {}
+    if args.backend == "openai":
+        options = {"base_url": args.base_url, "max_concurrency": args.max_concurrency, "timeout": args.timeout}
+        options["max_tries"] = args.max_tries
+    elif args.backend == "transformers":
+        options = {"batch_size": args.batch_size}
+    backend = load_backend(args.backend, args.model, **options)
+    code_problems = load_data(args.code_problems) if args.code_problems else None
+    generator = SynthQAGenerator(
+        backend,
+        args.output,
+        task=args.task,
+        sampling=SamplingParams(
+            max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed
+        ),
+        samples_per_seed=args.samples_per_seed,
+        text_column=args.text_column,
+        discipline_column=args.discipline_column,
+        id_column=args.id_column,
+        code_problems=code_problems,
+        num_examples=args.num_examples,
+        seed=args.seed,
+    )
+    snippets = load_data(args.snippets, args.split) if args.snippets else None
+    pairs = generator.generate(
+        snippets,
+        args.num_items,
+        benchmark_texts=benchmark_texts(args.benchmark) or None,
+        near_dedup_threshold=args.near_dedup_threshold,
+    )
+    report = generator.report
+    logging.getLogger("hf_cpt").info(
+        "Synthetic QA: %d of %d items accepted, %d kept after filters, in %s.",
+        report["accepted"], report["items"], len(pairs), args.output,
+    )  # fmt: skip
+    if args.push_to_hub:
+        generator.push_to_hub(args.push_to_hub, private=args.private, dry_run=args.dry_run)
+
+
+def corrupt(args: argparse.Namespace) -> None:
+    """The §4.2 corruption of a fraction of samples into `--output`: data/ and corruption_report.json."""
+    from collections import Counter
+
+    from hf_cpt.synth import corrupt_dataset
+
+    data = load_data(args.data, args.split)
+    corrupted = corrupt_dataset(
+        data, args.fraction, args.seed, text_column=args.text_column, transforms=args.transforms, num_proc=args.num_proc
+    )
+    output = Path(args.output)
+    (output / "data").mkdir(parents=True, exist_ok=True)
+    corrupted.to_parquet(str(output / "data" / "train-00000-of-00001.parquet"))
+    edits = Counter(edit["transform"] for edits in corrupted["corruption_edits"] for edit in edits)
+    report = {
+        "data": args.data,
+        "fraction": args.fraction,
+        "seed": args.seed,
+        "samples": len(corrupted),
+        "corrupted": int(sum(corrupted["corrupted"])),
+        "edits": dict(edits),
+    }
+    (output / "corruption_report.json").write_text(json.dumps(report, indent=2))
+    logging.getLogger("hf_cpt").info("Corrupted %d of %d samples into %s.", report["corrupted"], len(corrupted), output)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-cpt", description="Continual pre-training with the Llama-3-SynE method.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +188,51 @@ def build_parser() -> argparse.ArgumentParser:
         "--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast; default: if supported."
     )
     score.set_defaults(run=score_ppl)
+
+    generate = commands.add_parser("synth", help="Synthetic scientific or code QA pairs from an LLM (resumable).")
+    generate.add_argument("snippets", nargs="?", help="Seed snippets with text and discipline columns (scientific_qa).")
+    generate.add_argument("--output", required=True, help="Folder for records, data/, report.json and README.md.")
+    generate.add_argument("--task", choices=["scientific_qa", "code_qa"], default="scientific_qa")
+    generate.add_argument("--num-items", type=int, help="Code pairs to ask for; with snippets: use the first N.")
+    generate.add_argument("--code-problems", help="LeetCode-style problems (title, content, python) for code_qa.")
+    generate.add_argument("--num-examples", type=int, default=3, help="Demonstrations per code prompt.")
+    generate.add_argument("--backend", choices=["transformers", "vllm", "openai"], default="transformers")
+    generate.add_argument("--model", help="Model (Hub id or folder; the served name for openai); default: embedded.")
+    generate.add_argument("--base-url", default="http://localhost:8000/v1", help="OpenAI-compatible server URL.")
+    generate.add_argument("--max-concurrency", type=int, default=8, help="Requests in flight (openai).")
+    generate.add_argument("--timeout", type=float, default=120.0, help="Seconds per request (openai).")
+    generate.add_argument("--max-tries", type=int, default=5, help="Tries per request before it is recorded failed.")
+    generate.add_argument("--batch-size", type=int, default=8, help="Prompts per batch (transformers).")
+    generate.add_argument("--max-new-tokens", type=int, default=512)
+    generate.add_argument("--temperature", type=float, default=0.7)
+    generate.add_argument("--top-p", type=float, default=0.95)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--samples-per-seed", type=int, default=1)
+    generate.add_argument("--split", default="train")
+    generate.add_argument("--text-column", default="text")
+    generate.add_argument("--discipline-column", default="discipline")
+    generate.add_argument("--id-column", help="Column naming each snippet; default: the row number.")
+    generate.add_argument(
+        "--benchmark", nargs="*", default=[], help="Benchmark questions to decontaminate against (.txt or data files)."
+    )
+    generate.add_argument(
+        "--near-dedup-threshold", type=float, default=0.8, help="MinHash Jaccard above which pairs are near duplicates."
+    )
+    generate.add_argument("--push-to-hub", metavar="REPO", help="Push the dataset and its card to this Hub repo.")
+    generate.add_argument("--private", action="store_true", help="Create the Hub repo private.")
+    generate.add_argument("--dry-run", action="store_true", help="Stage the upload folder without pushing.")
+    generate.set_defaults(run=synth)
+
+    damage = commands.add_parser("corrupt", help="Corrupt a fraction of samples (§4.2): numbers, nouns, adjectives.")
+    damage.add_argument("data", help="Dataset to corrupt (file, folder or Hub id).")
+    damage.add_argument("--output", required=True, help="Folder for data/ and corruption_report.json.")
+    damage.add_argument("--fraction", type=float, required=True, help="Share of samples to corrupt, 0 to 1.")
+    damage.add_argument("--seed", type=int, default=0)
+    damage.add_argument("--split", default="train")
+    damage.add_argument("--text-column", default="text")
+    damage.add_argument("--transforms", nargs="+", default=["numbers", "nouns", "adjectives"])
+    damage.add_argument("--num-proc", type=int)
+    damage.set_defaults(run=corrupt)
     return parser
 
 

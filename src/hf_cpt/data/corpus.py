@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from datasets import Dataset
+from datasets import Dataset, concatenate_datasets
 from transformers import PreTrainedTokenizerBase
 
 from hf_cpt.data.packing import (
@@ -50,6 +50,7 @@ def load_corpus(
     topic_sources: Iterable[str] = (),
     min_doc_tokens: int = 20,
     num_proc: int | None = None,
+    extra_train: Mapping[str, Dataset] | None = None,
 ) -> Corpus:
     """Load, tokenise and pack every source; sources in `topic_sources` are packed per topic.
 
@@ -59,6 +60,8 @@ def load_corpus(
         max_length: tokens per training block; validation documents are truncated to it.
         topic_column: column with the topic label of each document in `topic_sources`.
         min_doc_tokens: documents with fewer tokens are dropped (paper's code: 20).
+        extra_train: documents (a `text_column`) added to a source's training split, e.g. synthetic QA
+            pairs generated for this run.
     """
     eos_token_id = require_eos(tokenizer)
     topic_sources = set(topic_sources)
@@ -71,6 +74,8 @@ def load_corpus(
             raw = load_source(path, source, split, text_column, required=split == "train", num_proc=num_proc)
             if raw is None:
                 continue
+            if split == "train" and extra_train and len(extra_train.get(source, [])):
+                raw = _with_extra(raw, extra_train[source], source, text_column)
             if topic and topic not in raw.column_names:
                 raise ValueError(
                     f"topic_column {topic!r} is not a column of source {source!r} (columns: {raw.column_names}); "
@@ -100,3 +105,14 @@ def load_corpus(
     validation = with_group_column(validation_parts, names) if validation_parts else None
     logger.info("Packed %d blocks of %d tokens in %d groups.", len(train), max_length, len(train_parts))
     return Corpus(train=train, validation=validation)
+
+
+def _with_extra(raw: Dataset, extra: Dataset, source: str, text_column: str) -> Dataset:
+    """The source's documents followed by the extra ones (their columns reduced to the source's)."""
+    missing = [column for column in raw.column_names if column not in extra.column_names]
+    if missing:
+        raise ValueError(
+            f"The documents added to source {source!r} lack its columns {missing}; give them the same columns."
+        )
+    logger.info("Source %s: %d documents added to its %d.", source, len(extra), len(raw))
+    return concatenate_datasets([raw, extra.select_columns(raw.column_names).cast(raw.features)])

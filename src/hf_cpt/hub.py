@@ -1,0 +1,129 @@
+"""Pushing what hf-cpt makes (synthetic datasets, labelled corpora, trained models) to the Hugging Face Hub.
+
+Every push goes the same way: the files to upload are staged into one folder (hard links where the
+file system allows, so a large dataset is not copied), and that very folder is uploaded with
+`huggingface_hub.HfApi.upload_folder`. A dry run stops after staging and returns the folder, so what a
+dry run shows is exactly what a real push sends. Transient Hub errors (429, 5xx, dropped connections)
+are retried a bounded number of times with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+
+# Cited by every card hf-cpt writes: the method the data and models come from.
+PAPER_CITATION = """@article{chen2024towards,
+  title   = {Towards Effective and Efficient Continual Pre-training of Large Language Models},
+  author  = {Chen, Jie and Chen, Zhipeng and Wang, Jiapeng and Zhou, Kun and Zhu, Yutao and Jiang, Jinhao and
+             Min, Yingqian and Zhao, Wayne Xin and Dou, Zhicheng and Mao, Jiaxin and Lin, Yankai and
+             Song, Ruihua and Xu, Jun and Chen, Xu and Yan, Rui and Wei, Zhewei and Hu, Di and
+             Huang, Wenbing and Wen, Ji-Rong},
+  journal = {arXiv preprint arXiv:2407.18743},
+  year    = {2024}
+}"""
+
+
+def resolve_token(token: str | None = None) -> str:
+    """The token to push with: the argument, else `HF_TOKEN`, else the one `hf auth login` stored."""
+    from huggingface_hub import get_token
+
+    token = token or os.environ.get("HF_TOKEN") or get_token()
+    if not token:
+        raise ValueError("No Hugging Face token found; set HF_TOKEN, run `hf auth login`, or pass token=.")
+    return token
+
+
+def stage_folder(folder: str | os.PathLike[str], include: Sequence[str], staging: str | os.PathLike[str]) -> Path:
+    """Put the files of `folder` matching the `include` patterns (relative paths) into a fresh `staging` folder."""
+    folder, staging = Path(folder), Path(staging)
+    if staging.exists():
+        shutil.rmtree(staging)
+    files = [
+        path
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and any(fnmatch.fnmatch(str(path.relative_to(folder)), pattern) for pattern in include)
+    ]
+    if not files:
+        raise ValueError(f"Nothing in {folder} matches {list(include)}; write the files before pushing them.")
+    for path in files:
+        target = staging / path.relative_to(folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:  # another file system, or links not allowed
+            shutil.copy2(path, target)
+    return staging
+
+
+def _is_transient(error: Exception) -> bool:
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    if status is not None:
+        return status in _TRANSIENT_STATUS
+    # No HTTP answer at all: a dropped connection or a time-out (the Hub client's errors are OSErrors too).
+    return isinstance(error, OSError) and not isinstance(error, (FileNotFoundError, PermissionError))
+
+
+def with_retries(call: Callable[[], Any], tries: int = 5, backoff: float = 2.0, sleep=time.sleep) -> Any:
+    """`call()`, tried again after transient errors (429, 5xx, connection), at most `tries` times."""
+    for attempt in range(1, tries + 1):
+        try:
+            return call()
+        except Exception as error:
+            if attempt == tries or not _is_transient(error):
+                raise
+            delay = backoff * 2 ** (attempt - 1)
+            logger.warning("Hub call failed (%s); trying again in %.0f s (%d of %d).", error, delay, attempt, tries)
+            sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def push_folder(
+    folder: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    repo_type: str,
+    include: Sequence[str],
+    token: str | None = None,
+    private: bool = False,
+    dry_run: bool = False,
+    commit_message: str = "Upload with hf-cpt",
+    staging: str | os.PathLike[str] | None = None,
+) -> Path | Any:
+    """Stage `folder`'s files matching `include` and upload that staged folder to `repo_id`.
+
+    Args:
+        repo_type: `dataset` or `model`.
+        staging: where to stage; default `<folder>.hub` beside the folder.
+        dry_run: stage only, and return the staged folder (no token needed, nothing sent).
+
+    Returns:
+        the staged folder for a dry run, else the `CommitInfo` of the upload.
+    """
+    folder = Path(folder)
+    staged = stage_folder(folder, include, staging or folder.with_name(folder.name + ".hub"))
+    if dry_run:
+        logger.info("Dry run: %s holds what would be pushed to %s (%s).", staged, repo_id, repo_type)
+        return staged
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=resolve_token(token))
+    with_retries(lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True))
+    commit = with_retries(
+        lambda: api.upload_folder(
+            repo_id=repo_id, folder_path=str(staged), repo_type=repo_type, commit_message=commit_message
+        )
+    )
+    logger.info("Pushed %s to %s (%s).", staged, repo_id, repo_type)
+    return commit

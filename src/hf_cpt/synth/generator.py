@@ -1,0 +1,374 @@
+"""`SynthQAGenerator`: scientific and code QA pairs written by an LLM from seed snippets (§3.3).
+
+Producing 1.5B tokens of synthetic QA is a long job that fails in the middle: a server answers 500,
+a node is pre-empted, a process is killed. So every request is an *item* with a key, a hash of what
+determines its output (task, prompt, model, sampling settings, seed text, sample number), and every
+finished item is appended to a records file the moment its completion arrives. A restarted run reads
+the records, skips every finished item and asks only for the rest: nothing is lost and nothing is
+generated twice. Items whose request failed (the backend gave up after its retries) are recorded as
+failed and asked again by the next run.
+
+The records then become a `datasets.Dataset` of accepted pairs: parsed (`parse_qa`), validated
+(empty, truncated, copied from the seed), exact and near duplicates removed, and anything that
+overlaps a benchmark dropped (`filter_dataset`). Every reject and every drop is kept with its reason;
+`report` counts them, with accept rates per discipline.
+
+Output folder:
+    records/rank<r>-<run>.jsonl   every item's outcome, one JSON line each (the source of truth)
+    data/train-00000-of-00001.parquet   the accepted pairs (Hub layout, what `push_to_hub` uploads)
+    rejects.jsonl                 rejected, failed and filtered items with their reasons
+    report.json                   counts, accept rates, filter report, provenance
+    README.md                     the dataset card
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch.distributed as dist
+from datasets import Dataset
+
+from hf_cpt.perplexity import rank_and_world
+from hf_cpt.records import RecordLog, write_text_atomically
+from hf_cpt.synth.backends import Completion, GenerationBackend, Messages, SamplingParams
+from hf_cpt.synth.card import synthetic_dataset_card
+from hf_cpt.synth.filters import filter_dataset
+from hf_cpt.synth.parsing import accept_rates, check_qa
+from hf_cpt.synth.prompts import PROMPTS, code_qa_messages, sample_code_examples, scientific_qa_messages
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("scientific_qa", "code_qa")
+DATA_FILE = "data/train-00000-of-00001.parquet"
+COLUMNS = (
+    "text",
+    "problem",
+    "solution",
+    "discipline",
+    "seed_id",
+    "model",
+    "backend",
+    "prompt_version",
+    "temperature",
+    "top_p",
+    "max_new_tokens",
+    "sampling_seed",
+    "prompt_tokens",
+    "completion_tokens",
+    "key",
+)
+
+
+@dataclass(frozen=True)
+class SynthItem:
+    """One request: the conversation to send and what its record needs to say where it came from."""
+
+    key: str
+    seed_id: str
+    discipline: str
+    seed_text: str
+    sample: int
+    messages: Messages
+
+
+class SynthQAGenerator:
+    """QA pairs from seed snippets through any `GenerationBackend`, resumable, deduplicated and decontaminated.
+
+    Args:
+        backend: a `GenerationBackend` (`load_backend("transformers" | "vllm" | "openai", model, ...)`).
+        output_dir: where records, the dataset, the rejects, the report and the card are written; a run
+            pointed at a folder with records continues it.
+        task: `scientific_qa` (the Appendix B prompt over seed snippets) or `code_qa` (new problems from
+            demonstrations of `code_problems`).
+        sampling: sampling settings; default: up to 512 new tokens (the paper's 250–350-word solutions),
+            temperature 0.7, top-p 0.95.
+        samples_per_seed: pairs asked for each seed snippet (each with its own sampling seed).
+        text_column, discipline_column: columns of the snippets.
+        id_column: a column naming each snippet, recorded as `seed_id`; default: the row number.
+        code_problems: LeetCode-style problems (`title`, `content`, `python` columns, as
+            `greengerong/leetcode`) to draw demonstrations from, for `code_qa`.
+        num_examples: demonstrations per code prompt.
+        chunk_size: items handed to the backend at once (a progress unit; results are recorded per item).
+        seed: draws the demonstrations of code prompts.
+        show_progress: progress bars on the main process.
+
+    Example:
+        >>> backend = load_backend("openai", "mistralai/Mistral-7B-Instruct-v0.3", base_url="http://localhost:8000/v1")
+        >>> generator = SynthQAGenerator(backend, "synth-out")
+        >>> pairs = generator.generate(load_dataset("json", data_files="snippets.jsonl", split="train"))
+        >>> generator.report["accept_rates"]
+    """
+
+    def __init__(
+        self,
+        backend: GenerationBackend,
+        output_dir: str | os.PathLike[str],
+        *,
+        task: str = "scientific_qa",
+        sampling: SamplingParams | None = None,
+        samples_per_seed: int = 1,
+        text_column: str = "text",
+        discipline_column: str = "discipline",
+        id_column: str | None = None,
+        code_problems: Dataset | Sequence[Mapping[str, Any]] | None = None,
+        num_examples: int = 3,
+        chunk_size: int = 64,
+        seed: int = 0,
+        show_progress: bool = True,
+    ) -> None:
+        if task not in TASKS:
+            raise ValueError(f"task is {task!r}; use one of {list(TASKS)}.")
+        if task == "code_qa" and code_problems is None:
+            raise ValueError("task 'code_qa' needs code_problems (title, content and python columns) to draw from.")
+        if samples_per_seed < 1:
+            raise ValueError(f"samples_per_seed is {samples_per_seed}; ask for at least 1 pair per seed.")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size is {chunk_size}; set it to 1 or more.")
+        self.backend = backend
+        self.output_dir = Path(output_dir)
+        self.task = task
+        self.prompt = PROMPTS[task]
+        self.sampling = sampling or SamplingParams()
+        self.samples_per_seed = samples_per_seed
+        self.text_column = text_column
+        self.discipline_column = discipline_column
+        self.id_column = id_column
+        self.code_problems = code_problems
+        self.num_examples = num_examples
+        self.chunk_size = chunk_size
+        self.seed = seed
+        self.show_progress = show_progress
+        self.report: dict[str, Any] = {}
+        self._log = RecordLog(self.output_dir / "records")
+
+    # ---- planning ----
+    def _sampling_for(self, sample: int) -> SamplingParams:
+        return dataclasses.replace(self.sampling, seed=self.sampling.seed + sample)
+
+    def _key(self, seed_text: str, sample: int) -> str:
+        """What determines an item's output, hashed: the same item gets the same key in every run."""
+        parts = [
+            self.task,
+            self.prompt.fingerprint,
+            self.backend.model_name,
+            self._sampling_for(sample).to_dict(),
+            seed_text,
+            sample,
+        ]
+        return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=16).hexdigest()
+
+    def plan(self, snippets: Dataset | None = None, num_items: int | None = None) -> list[SynthItem]:
+        """Every item of the run, in order: `samples_per_seed` per snippet, or `num_items` code prompts."""
+        if self.task == "code_qa":
+            if not num_items or num_items < 1:
+                raise ValueError("num_items is unset; say how many code QA pairs to ask for.")
+            return [self._code_item(number) for number in range(num_items)]
+        if snippets is None:
+            raise ValueError("snippets is missing; pass a Dataset with the seed texts and their disciplines.")
+        for column in (self.text_column, self.discipline_column, self.id_column):
+            if column is not None and column not in snippets.column_names:
+                raise ValueError(
+                    f"Column {column!r} is not in the snippets (columns: {snippets.column_names}); name the "
+                    "column that holds it."
+                )
+        rows = snippets.select(range(min(num_items, len(snippets)))) if num_items else snippets
+        items = []
+        for row_number, row in enumerate(rows):
+            text, discipline = str(row[self.text_column]), str(row[self.discipline_column])
+            if not text.strip():
+                raise ValueError(f"Snippet {row_number} is empty; drop empty rows before generating.")
+            messages = scientific_qa_messages(text, discipline)  # also checks the discipline
+            seed_id = str(row[self.id_column]) if self.id_column else str(row_number)
+            for sample in range(self.samples_per_seed):
+                key = self._key(text, sample)
+                items.append(SynthItem(key, seed_id, discipline.strip().lower(), text, sample, messages))
+        return items
+
+    def _code_item(self, number: int) -> SynthItem:
+        examples = sample_code_examples(self.code_problems, self.num_examples, seed=self.seed * 1_000_003 + number)
+        seed_text = "\n\n".join(str(example["content"]) for example in examples)
+        seed_id = "+".join(str(example.get("id", example["title"])) for example in examples)
+        return SynthItem(self._key(seed_text, number), seed_id, "code", seed_text, number, code_qa_messages(examples))
+
+    # ---- records ----
+    def read_records(self) -> dict[str, dict[str, Any]]:
+        """The latest record of every item on disk, by key."""
+        return self._log.read()
+
+    def _record(self, item: SynthItem, completion: Completion) -> dict[str, Any]:
+        sampling = self._sampling_for(item.sample)
+        record: dict[str, Any] = {
+            "key": item.key,
+            "seed_id": item.seed_id,
+            "discipline": item.discipline,
+            "sample": item.sample,
+            "model": self.backend.model_name,
+            "backend": self.backend.name,
+            "prompt_version": self.prompt.version,
+            "prompt_fingerprint": self.prompt.fingerprint,
+            "sampling": sampling.to_dict(),
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+            "finish_reason": completion.finish_reason,
+            "attempts": completion.attempts,
+            "raw": completion.text,
+            "problem": None,
+            "solution": None,
+        }
+        if not completion.ok:
+            return {**record, "status": "failed", "reject_reason": "request_failed", "error": completion.error}
+        check = check_qa(completion.text, seed=item.seed_text, finish_reason=completion.finish_reason)
+        status = "accepted" if check.accepted else "rejected"
+        return {**record, "status": status, "reject_reason": check.reject_reason, "error": None,
+                "problem": check.problem, "solution": check.solution}  # fmt: skip
+
+    # ---- generation ----
+    def run(self, items: Sequence[SynthItem]) -> dict[str, dict[str, Any]]:
+        """Generate every item of `items` not finished yet (this rank's share); returns all records by key."""
+        done = {key for key, record in self.read_records().items() if record["status"] != "failed"}
+        rank, world = rank_and_world()
+        pending = [item for item in items if item.key not in done][rank::world]
+        if len(done):
+            logger.info("Synthetic QA: %d of %d items already finished in %s.", len(done), len(items), self.output_dir)
+        if pending:
+            self._generate(pending, rank)
+        if world > 1:
+            dist.barrier()
+        return self.read_records()
+
+    def _generate(self, items: list[SynthItem], rank: int) -> None:
+        by_sample: dict[int, list[SynthItem]] = {}
+        for item in items:
+            by_sample.setdefault(item.sample, []).append(item)
+        with self._log.writer(rank) as records:
+            for sample, group in by_sample.items():
+                params = self._sampling_for(sample)
+                for start in range(0, len(group), self.chunk_size):
+                    chunk = group[start : start + self.chunk_size]
+                    self.backend.generate(
+                        [item.messages for item in chunk],
+                        params,
+                        show_progress=self.show_progress and rank == 0,
+                        on_result=lambda index, completion, chunk=chunk: records.write(
+                            self._record(chunk[index], completion)
+                        ),
+                    )
+                    logger.info("Synthetic QA: %d of %d items generated.", start + len(chunk), len(group))
+
+    def generate(
+        self,
+        snippets: Dataset | None = None,
+        num_items: int | None = None,
+        *,
+        benchmark_texts: Iterable[str] | None = None,
+        near_dedup_threshold: float | None = 0.8,
+    ) -> Dataset:
+        """Run (or resume) the generation, then parse, validate, deduplicate and decontaminate.
+
+        Returns the accepted pairs (columns `COLUMNS`), also written to `data/` with `rejects.jsonl`,
+        `report.json` and the dataset card `README.md`; `self.report` holds the counts.
+        """
+        items = self.plan(snippets, num_items)
+        records = self.run(items)
+        planned = [records[item.key] for item in items if item.key in records]
+        accepted = [record for record in planned if record["status"] == "accepted"]
+        pairs = Dataset.from_list([_row(record) for record in accepted]) if accepted else _empty()
+        kept, filters, dropped = filter_dataset(
+            pairs, "text", dedup=True, near_dedup_threshold=near_dedup_threshold, benchmark_texts=benchmark_texts
+        )
+        self.report = self._report(items, planned, kept, filters.to_dict())
+        if rank_and_world()[0] == 0:
+            self._write(kept, planned, dropped)
+        return kept
+
+    def _report(self, items, planned, kept: Dataset, filters: dict[str, Any]) -> dict[str, Any]:
+        statuses = Counter(record["status"] for record in planned)
+        return {
+            "task": self.task,
+            "model": self.backend.model_name,
+            "backend": self.backend.name,
+            "prompt_version": self.prompt.version,
+            "prompt_fingerprint": self.prompt.fingerprint,
+            "sampling": self.sampling.to_dict(),
+            "samples_per_seed": self.samples_per_seed,
+            "items": len(items),
+            "finished": len(planned),
+            "accepted": statuses["accepted"],
+            "rejected": dict(Counter(r["reject_reason"] for r in planned if r["status"] == "rejected")),
+            "failed": statuses["failed"],
+            "accept_rates": accept_rates(planned),
+            "filters": filters,
+            "kept": len(kept),
+            "kept_per_discipline": dict(Counter(kept["discipline"])) if len(kept) else {},
+            "completion_tokens": sum(kept["completion_tokens"]) if len(kept) else 0,
+        }
+
+    def _write(self, kept: Dataset, planned: list[dict[str, Any]], dropped: Dataset) -> None:
+        data = self.output_dir / DATA_FILE
+        data.parent.mkdir(parents=True, exist_ok=True)
+        temporary = data.with_suffix(f".tmp-{os.getpid()}")
+        kept.to_parquet(str(temporary))
+        os.replace(temporary, data)
+        rejects = [record for record in planned if record["status"] != "accepted"]
+        rejects += [{**row, "status": "filtered"} for row in dropped]
+        write_text_atomically(
+            self.output_dir / "rejects.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects)
+        )
+        write_text_atomically(self.output_dir / "report.json", json.dumps(self.report, indent=2, ensure_ascii=False))
+        sample = kept[0] if len(kept) else None
+        write_text_atomically(self.output_dir / "README.md", synthetic_dataset_card(self.report, sample))
+
+    def push_to_hub(self, repo_id: str, *, token: str | None = None, private: bool = False, dry_run: bool = False):
+        """Upload the dataset (`data/`) and its card (`README.md`) as a Hub dataset repo.
+
+        With `dry_run` nothing is uploaded; the folder that would be is returned. See `hf_cpt.hub`.
+        """
+        from hf_cpt.hub import push_folder
+
+        if not (self.output_dir / DATA_FILE).is_file():
+            raise ValueError(f"{self.output_dir} holds no generated dataset yet; call generate() before push_to_hub.")
+        return push_folder(
+            self.output_dir, repo_id, repo_type="dataset", include=["data/*", "README.md"], token=token,
+            private=private, dry_run=dry_run, commit_message="Upload synthetic QA pairs (hf-cpt)",
+        )  # fmt: skip
+
+
+def _row(record: Mapping[str, Any]) -> dict[str, Any]:
+    sampling = record["sampling"]
+    return {
+        "text": f"{record['problem']}\n\n{record['solution']}",
+        "problem": record["problem"],
+        "solution": record["solution"],
+        "discipline": record["discipline"],
+        "seed_id": record["seed_id"],
+        "model": record["model"],
+        "backend": record["backend"],
+        "prompt_version": record["prompt_version"],
+        "temperature": float(sampling["temperature"]),
+        "top_p": float(sampling["top_p"]),
+        "max_new_tokens": int(sampling["max_new_tokens"]),
+        "sampling_seed": int(sampling["seed"]),
+        "prompt_tokens": int(record["prompt_tokens"]),
+        "completion_tokens": int(record["completion_tokens"]),
+        "key": record["key"],
+    }
+
+
+def _empty() -> Dataset:
+    from datasets import Features, Value
+
+    types = {"temperature": "float64", "top_p": "float64", "max_new_tokens": "int64", "sampling_seed": "int64"}
+    types |= {"prompt_tokens": "int64", "completion_tokens": "int64"}
+    return Dataset.from_dict(
+        {column: [] for column in COLUMNS},
+        features=Features({column: Value(types.get(column, "string")) for column in COLUMNS}),
+    )
