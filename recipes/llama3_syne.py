@@ -3,7 +3,8 @@
 Stage 1, bilingual adaptation: Chinese : English = 2 : 8, web text packed per topic, topic proportions
 re-weighted every round from the change of per-topic validation perplexity (§3.2.1), Chinese data played
 from low to high perplexity (§3.2.2).
-Stage 2, synthetic enhancement: Chinese : English : synthetic = 1 : 7 : 2, random sampling.
+Stage 2, synthetic enhancement: Chinese : English : synthetic = 1 : 7 : 2, random sampling; with
+`synthesis` set, QA pairs written by an LLM from science snippets (§3.3) join the synthetic source first.
 
     python recipes/llama3_syne.py                      # embedded default: SmolLM2-135M, bundled corpus, CPU
     accelerate launch --config_file recipes/accelerate_configs/deepspeed_zero2.yaml \\
@@ -13,7 +14,8 @@ Any field of `RecipeArguments` or `CPTConfig` can be overridden on the command l
 (`--max_steps 4`, `--output_dir runs/x`). Writes into `output_dir`: one folder per stage (checkpoints
 and the stage's model, plus `topic_mixture.json`/`.png` for a stage with the topic mixture and
 `curriculum.json` for one with a curriculum), `final_model/`,
-`report.md`, `training_loss.png`, `validation_perplexity.png` and `.json`.
+`report.md`, `training_loss.png`, `validation_perplexity.png` and `.json`, and `synthetic_qa/` (the
+generated pairs, their records, rejects, report and dataset card) when `synthesis` is set.
 A stage whose folder already holds its finished model is skipped; an unfinished one resumes from its
 last checkpoint.
 """
@@ -31,13 +33,21 @@ from typing import Any
 
 import torch
 from accelerate import PartialState
+from datasets import load_dataset
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
 
 from hf_cpt import CPTConfig, CPTTrainer
 from hf_cpt.curriculum.callback import PROGRESS_NAME
-from hf_cpt.data import DEMO_CORPUS_PATH, TOPIC_SOURCES, flatten_mixture, load_corpus, resolve_mixture
+from hf_cpt.data import (
+    DEMO_CORPUS_PATH,
+    TOPIC_SOURCES,
+    demo_snippets_path,
+    flatten_mixture,
+    load_corpus,
+    resolve_mixture,
+)
 from hf_cpt.mixture import plan_stage
 from hf_cpt.mixture.callback import HISTORY_NAME
 from hf_cpt.modeling import check_max_length, embedded_model_path, load_causal_lm
@@ -48,8 +58,10 @@ from hf_cpt.reporting import (
     perplexity_section,
     plot_group_perplexity,
     plot_training_loss,
+    synthesis_section,
     tokens_section,
 )
+from hf_cpt.synth import SamplingParams, SynthQAGenerator, load_backend
 from hf_cpt.trainer import DATA_RECIPE_NAME
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "llama3_syne_demo.yaml"
@@ -81,6 +93,65 @@ class RecipeArguments:
     model_dtype: str = field(default="float32", metadata={"help": "dtype of the weights trained (mixed precision)."})
     eval_batch_size: int = field(default=8, metadata={"help": "Batch size of the per-topic validation PPL."})
     num_proc: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
+    # A mapping in YAML; on the command line, the same as a JSON string.
+    synthesis: str | None = field(
+        default=None,
+        metadata={"help": "Synthetic QA generated before training (§3.3); see SYNTHESIS_DEFAULTS for the keys."},
+    )
+
+
+# Keys of `synthesis`, with their defaults. `model: null` = the model being trained; `snippets: null` = the
+# bundled science snippets.
+SYNTHESIS_DEFAULTS: dict[str, Any] = {
+    "source": "synthesis-en",  # the corpus source the accepted pairs join
+    "snippets": None,
+    "snippets_per_discipline": None,  # None = every snippet
+    "samples_per_seed": 1,
+    "backend": "transformers",
+    "model": None,
+    "base_url": "http://localhost:8000/v1",  # for backend openai
+    "batch_size": 8,  # for backend transformers
+    "max_new_tokens": 512,
+    "temperature": 0.7,
+    "top_p": 0.95,
+}
+
+
+def generate_synthetic_qa(settings: dict[str, Any], model_path: str, output_dir: str) -> tuple[str, dict[str, Any]]:
+    """Write QA pairs from the science snippets with an LLM (resuming any earlier run in the same folder).
+
+    Returns the source they join and the generator's report, with the pairs under `pairs` and one under `sample`.
+    """
+    unknown = sorted(set(settings) - set(SYNTHESIS_DEFAULTS))
+    if unknown:
+        raise ValueError(f"synthesis has no key {unknown[0]!r}; use the keys {sorted(SYNTHESIS_DEFAULTS)}.")
+    options = {**SYNTHESIS_DEFAULTS, **settings}
+    snippets = load_dataset("json", data_files=options["snippets"] or demo_snippets_path(), split="train")
+    if options["snippets_per_discipline"]:
+        seen: dict[str, int] = {}
+        chosen = []
+        for index, discipline in enumerate(snippets["discipline"]):
+            seen[discipline] = seen.get(discipline, 0) + 1
+            if seen[discipline] <= options["snippets_per_discipline"]:
+                chosen.append(index)
+        snippets = snippets.select(chosen)
+    backend_options = {
+        "transformers": {"batch_size": options["batch_size"]},
+        "openai": {"base_url": options["base_url"]},
+    }.get(options["backend"], {})
+    backend = load_backend(options["backend"], options["model"] or model_path, **backend_options)
+    generator = SynthQAGenerator(
+        backend,
+        Path(output_dir) / "synthetic_qa",
+        sampling=SamplingParams(
+            max_new_tokens=options["max_new_tokens"], temperature=options["temperature"], top_p=options["top_p"]
+        ),
+        samples_per_seed=options["samples_per_seed"],
+    )
+    pairs = generator.generate(snippets)
+    report = {**generator.report, "pairs": pairs, "sample": pairs[0] if len(pairs) else None}
+    del backend, generator  # free the generating model before training
+    return options["source"], report
 
 
 def evaluate(model: torch.nn.Module, corpus, config: CPTConfig, batch_size: int, pad_id: int) -> dict:
@@ -172,6 +243,7 @@ def write_report(
     model_name: str,
     ppl_tables: dict,
     stages: list[dict],
+    synthesis: dict[str, Any] | None = None,
 ) -> None:
     output = Path(output_dir)
     (output / "validation_perplexity.json").write_text(json.dumps(ppl_tables, indent=2, ensure_ascii=False))
@@ -193,6 +265,7 @@ def write_report(
         "",
         "## Tokens consumed per source against the target ratio",
     ]
+
     for stage in stages:
         recipe = stage["recipe"]
         lines += [
@@ -213,6 +286,8 @@ def write_report(
             ]
         if stage["curriculum"]:
             lines += ["", f"## Perplexity curriculum: {stage['name']}", "", curriculum_section(stage["curriculum"])]
+    if synthesis is not None:
+        lines += ["", "## Synthetic QA (§3.3)", "", synthesis_section(synthesis, synthesis["sample"])]
     lines += ["", "## Training loss", "", "![training loss](training_loss.png)", ""]
     (output / "report.md").write_text("\n".join(lines), encoding="utf-8")
 
@@ -229,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     if isinstance(recipe_args.stages, str):
         recipe_args.stages = json.loads(recipe_args.stages)
+    if isinstance(recipe_args.synthesis, str):
+        recipe_args.synthesis = json.loads(recipe_args.synthesis)
     if not recipe_args.stages:
         raise ValueError("stages is empty; give at least one stage with name, num_tokens and mixture.")
     model_path = recipe_args.model_name_or_path or str(embedded_model_path())
@@ -245,6 +322,16 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
     )
+    synthesis, extra_train = None, None
+    if recipe_args.synthesis:
+        # Generated before training, by every process for its share of the snippets; resumes in the same folder.
+        source, synthesis = generate_synthetic_qa(recipe_args.synthesis, model_path, config.output_dir)
+        if source not in sources:
+            raise ValueError(
+                f"synthesis.source is {source!r}, which no stage's mixture draws from; name a source of the "
+                f"mixtures ({', '.join(sources)})."
+            )
+        extra_train = {source: synthesis["pairs"]}
     with state.main_process_first():
         corpus = load_corpus(
             recipe_args.dataset_path,
@@ -256,6 +343,7 @@ def main(argv: list[str] | None = None) -> None:
             recipe_args.topic_sources,
             recipe_args.min_doc_tokens,
             recipe_args.num_proc,
+            extra_train=extra_train,
         )
     model = load_causal_lm(model_path, config.attn_implementation, dtype=getattr(torch, recipe_args.model_dtype))
     model.to(state.device)
@@ -278,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
         Path(final_dir, DATA_RECIPE_NAME).write_text(
             json.dumps({stage["name"]: stage["recipe"] for stage in stages}, indent=2, ensure_ascii=False)
         )
-        write_report(config.output_dir, recipe_args, config, model_path, ppl_tables, stages)
+        write_report(config.output_dir, recipe_args, config, model_path, ppl_tables, stages, synthesis)
         logger.info("Report: %s", os.path.join(config.output_dir, "report.md"))
     state.wait_for_everyone()
 

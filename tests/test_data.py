@@ -100,3 +100,23 @@ def test_a_group_shorter_than_one_block_fails_with_the_fix(tmp_path, tokenizer):
     (folder / "train.jsonl").write_text(json.dumps({"text": "g2w1 " * 25}) + "\n")
     with pytest.raises(ValueError, match=r"'book-en' has fewer than max_length=64 tokens.*lower max_length"):
         load_corpus(str(tmp_path), ["book-en"], tokenizer, max_length=64)
+
+
+def test_extra_training_documents_join_their_source_and_need_its_columns(corpus_path, tokenizer):
+    extra_ids = [f"g4w{(7 * i) % WORDS_PER_GROUP}" for i in range(64)]
+    extra = Dataset.from_dict({"text": [" ".join(extra_ids)], "problem": ["kept out"]})
+    plain = load_corpus(corpus_path, ["synthesis-en"], tokenizer, max_length=32)
+    joined = load_corpus(corpus_path, ["synthesis-en"], tokenizer, max_length=32, extra_train={"synthesis-en": extra})
+    assert joined.validation["input_ids"] == plain.validation["input_ids"]  # only the training split grows
+    stream = [token for block in joined.train["input_ids"] for token in block]
+    assert stream[: len(plain.train) * 32] == [token for block in plain.train["input_ids"] for token in block]
+    wanted = tokenizer.convert_tokens_to_ids(extra_ids[:32])
+    assert any(stream[i : i + 32] == wanted for i in range(len(stream) - 31))
+    with pytest.raises(ValueError, match=r"added to source 'synthesis-en' lack its columns \['text'\]"):
+        load_corpus(
+            corpus_path,
+            ["synthesis-en"],
+            tokenizer,
+            32,
+            extra_train={"synthesis-en": extra.rename_column("text", "body")},
+        )

@@ -150,3 +150,34 @@ def test_two_processes_plan_the_same_stage_and_agree_on_per_topic_perplexity(tmp
     for group, entry in before_one.items():
         assert before_two[group]["tokens"] == entry["tokens"]
         assert before_two[group]["perplexity"] == pytest.approx(entry["perplexity"], rel=1e-5)
+
+
+def test_synthesis_generates_pairs_that_join_the_synthetic_source_and_the_report(
+    tmp_path, tiny_model_path, corpus_path, monkeypatch
+):
+    import chat_server
+    from chat_server import BAD_REQUEST, ChatServer
+
+    solution = ("Apply the law step by step, with units at every stage, and state the result. " * 3).strip()
+    problem = "Find the value in case {}. Give it in SI units with two significant figures."
+    monkeypatch.setattr(
+        chat_server, "answer", lambda item: f"[Problem]\n{problem.format(item)}\n\n[Solution]\n{solution}"
+    )
+    snippets = tmp_path / "snippets.jsonl"
+    snippets.write_text(
+        "".join(json.dumps({"text": f"Notes on item {i}.", "discipline": "physics"}) + "\n" for i in range(4))
+    )
+    output = tmp_path / "run"
+    config = write_config(tmp_path / "config.yaml", tiny_model_path, corpus_path, output, STAGES[1:])
+    server = ChatServer({3: [BAD_REQUEST]})  # item 3 is refused: recorded as failed, not fatal
+    with server.running() as url:
+        settings = {"backend": "openai", "model": "served", "base_url": url, "snippets": str(snippets)}
+        load_recipe().main(["--config", str(config), "--synthesis", json.dumps({**settings, "max_new_tokens": 64})])
+    report = (output / "report.md").read_text()
+    assert "## Synthetic QA (§3.3)" in report
+    assert "3 of 4 pairs accepted (75%) from `served`" in report and "failed requests: 1" in report
+    assert "**Problem.** Find the value in case 0." in report
+    pairs = json.loads((output / "synthetic_qa" / "report.json").read_text())
+    assert (pairs["kept"], pairs["failed"]) == (3, 1)
+    with pytest.raises(ValueError, match="synthesis has no key 'temperture'; use the keys"):
+        load_recipe().main(["--config", str(config), "--synthesis", json.dumps({"temperture": 0.2})])

@@ -197,3 +197,20 @@ def curriculum_section(curriculum: Mapping[str, Any]) -> str:
             _markdown_table(header, rows),
         ]
     )
+
+
+def synthesis_section(report: Mapping[str, Any], sample: Mapping[str, Any] | None) -> str:
+    """The synthetic QA a run generated: accept rates per discipline, what was filtered, and one pair."""
+    from hf_cpt.synth.card import discipline_table, filter_lines
+
+    rate = report["accepted"] / report["items"] if report["items"] else 0.0
+    parts = [
+        f"{report['accepted']} of {report['items']} pairs accepted ({rate:.0%}) from `{report['model']}` with the "
+        f"prompt `{report['prompt_version']}`; {report['kept']} kept after the filters and mixed into training.",
+        discipline_table(report),
+        "\n".join(filter_lines(report)),
+    ]
+    if sample is not None:
+        parts += [f"A sample pair ({sample['discipline']}):", f"**Problem.** {sample['problem']}"]
+        parts.append(f"**Solution.** {sample['solution']}")
+    return "\n\n".join(parts)

@@ -16,11 +16,31 @@ def _size_category(count: int) -> str:
     return "1M<n<10M"
 
 
+def discipline_table(report: Mapping[str, Any]) -> str:
+    """Per discipline: items asked, accepted, accept rate and pairs kept after the filters (markdown)."""
+    kept = report["kept_per_discipline"]
+    lines = ["| discipline | asked | accepted | accept rate | kept after filters |", "|---|---:|---:|---:|---:|"]
+    for discipline, entry in report["accept_rates"].items():
+        counts = f"{entry['total']} | {entry['accepted']} | {entry['rate']:.0%} | {kept.get(discipline, 0)}"
+        lines.append(f"| {discipline} | {counts} |")
+    return "\n".join(lines)
+
+
+def filter_lines(report: Mapping[str, Any]) -> list[str]:
+    """What was asked, rejected and filtered out, as markdown bullet lines."""
+    rejected = ", ".join(f"{reason}: {count}" for reason, count in sorted(report["rejected"].items())) or "none"
+    dropped = report["filters"]["dropped"]
+    dropped = ", ".join(f"{reason}: {count}" for reason, count in sorted(dropped.items()) if count) or "none"
+    return [
+        f"- items asked: {report['items']}; failed requests: {report['failed']}",
+        f"- rejected when parsing and validating: {rejected}",
+        f"- dropped as exact duplicates, near duplicates (MinHash) or benchmark overlaps: {dropped}",
+    ]
+
+
 def synthetic_dataset_card(report: Mapping[str, Any], sample: Mapping[str, Any] | None = None) -> str:
     """A Hub dataset card (YAML header and markdown) from a `SynthQAGenerator` report and one sample pair."""
     sampling = report["sampling"]
-    rates = report["accept_rates"]
-    filters = report["filters"]
     lines = [
         "---",
         "language:",
@@ -57,22 +77,11 @@ def synthetic_dataset_card(report: Mapping[str, Any], sample: Mapping[str, Any] 
         "",
         "## Counts per discipline",
         "",
-        "| discipline | asked | accepted | accept rate | kept after filters |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    kept = report["kept_per_discipline"]
-    for discipline, entry in rates.items():
-        counts = f"{entry['total']} | {entry['accepted']} | {entry['rate']:.0%} | {kept.get(discipline, 0)}"
-        lines.append(f"| {discipline} | {counts} |")
-    rejected = ", ".join(f"{reason}: {count}" for reason, count in sorted(report["rejected"].items())) or "none"
-    dropped = ", ".join(f"{reason}: {n}" for reason, n in sorted(filters["dropped"].items()) if n) or "none"
-    lines += [
+        discipline_table(report),
         "",
         "## Filters",
         "",
-        f"- items asked: {report['items']}; failed requests: {report['failed']}",
-        f"- rejected when parsing and validating: {rejected}",
-        f"- dropped as exact duplicates, near duplicates (MinHash) or benchmark overlaps: {dropped}",
+        *filter_lines(report),
         "",
     ]
     if sample is not None:

@@ -3,7 +3,8 @@
 Synthetic QA is generated in the millions from overlapping seeds, so the same pair comes back verbatim, reworded in
 a few places, or with a benchmark question copied in from the model's memory. Training on those repeats wastes
 tokens, and training on benchmark items inflates the evaluation this package reports. Everything here is numpy and
-the standard library, deterministic, and fast enough for millions of ~300-word items on a few cores.
+the standard library, deterministic, single-threaded and vectorised: millions of ~300-word items take minutes, not
+hours (`benchmarks/dedup.py` measures it).
 
 How texts are compared, and why:
 
@@ -28,13 +29,11 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
-import os
 import re
 import sys
 import unicodedata
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -72,40 +71,47 @@ _LOW29 = np.uint64((1 << 29) - 1)
 # Polynomial base of the n-gram hashes (odd, so invertible modulo 2**64) and its inverse.
 _BASE = 0x9E3779B97F4A7C15
 _BASE_INVERSE = pow(_BASE, -1, 1 << 64)
-_CHUNK_TOKENS = 1 << 16  # tokens hashed per vectorised step: the working arrays stay in cache
-_TOKEN_CACHE_LIMIT = 1 << 21  # distinct tokens whose hashes are remembered before the cache is cleared
+_SPACE = ord(" ")  # the only separator left in normalised text
+_CHUNK_CHARS = 1 << 19  # characters of normalised text hashed per vectorised step (about 80,000 words)
 _EXAMPLES_PER_REASON = 3
 _SNIPPET_CHARS = 200
 
 # Han (unified, extensions, compatibility), Hiragana and Katakana: scripts written without spaces between words.
 _CJK_RANGES = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 _CJK_CHAR = re.compile(f"[{_CJK_RANGES}]")
-_CJK_TOKEN = re.compile(f"[{_CJK_RANGES}]|[^\\s{_CJK_RANGES}]+")
 
 
 @functools.cache
 def _strip_table() -> dict[int, str | None]:
-    """`str.translate` table: punctuation and symbols become spaces, format characters disappear.
+    """`str.translate` table: punctuation, symbols, separators and controls become spaces; format characters go.
 
     Built once from the Unicode database rather than `string.punctuation`, so CJK and full-width punctuation
-    (。，「」) separate tokens too; format characters are deleted, not spaced, because they sit inside words.
+    (。，「」) separate tokens too. Every character `str.split` treats as whitespace is a separator (Z*) or a control
+    (Cc), so after the table a plain space is the only separator left, and splitting the UTF-8 bytes on b" " (what
+    `_encode` does) gives exactly the tokens of `str.split()`. Format characters (zero-width spaces, soft hyphens)
+    sit inside words, so they are deleted rather than spaced.
     """
     table: dict[int, str | None] = {}
     for code in range(sys.maxunicode + 1):
         category = unicodedata.category(chr(code))
-        if category[0] in "PS":
+        if category[0] in "PSZ" or category == "Cc":
             table[code] = " "
         elif category == "Cf":
             table[code] = None
     return table
 
 
+def _normalised(text: str) -> str:
+    """`text` in NFKC, casefolded, through `_strip_table`, with a space on both sides of every CJK character."""
+    text = unicodedata.normalize("NFKC", text).casefold().translate(_strip_table())
+    if text.isascii() or _CJK_CHAR.search(text) is None:
+        return text
+    return _CJK_CHAR.sub(r" \g<0> ", text)
+
+
 def tokenize(text: str) -> list[str]:
     """Matching tokens of `text`: words, and single characters for CJK scripts (see the module docstring)."""
-    text = unicodedata.normalize("NFKC", text).casefold().translate(_strip_table())
-    if _CJK_CHAR.search(text) is None:
-        return text.split()
-    return _CJK_TOKEN.findall(text)
+    return _normalised(text).split()
 
 
 def normalize(text: str) -> str:
@@ -119,38 +125,24 @@ def _is_cjk(tokens: Sequence[str]) -> bool:
     return 2 * cjk >= len(tokens)
 
 
-class _TokenHashes(dict):
-    """Token -> 64-bit blake2b hash, computed on first sight.
+def _encode(normalised: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit hashes of the tokens of normalised texts (see `_normalised`), concatenated, and the tokens per text.
 
-    Python's `hash()` is salted per process, so it would make results differ between runs and workers; a keyed
-    digest is stable. Looking tokens up through `map(cache.__getitem__, tokens)` keeps the per-token cost in C.
+    Tokens are hashed in numpy from the UTF-8 bytes rather than one by one in Python, which costs about as much as
+    all 128 MinHash permutations together: the texts are joined by spaces, a token is a maximal run of non-space
+    bytes, and its hash is the polynomial hash of those bytes (`_span_hashes`). Unlike Python's `hash()`, which is
+    salted per process, the result is the same in every run and every worker.
     """
-
-    def __missing__(self, token: str) -> int:
-        if len(self) >= _TOKEN_CACHE_LIMIT:
-            self.clear()
-        value = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
-        self[token] = value
-        return value
-
-
-def _encode(
-    token_lists: Sequence[Sequence[str]], cache: _TokenHashes, pad_to: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Token hashes of several texts concatenated (uint64) and the number of hashes per text.
-
-    A non-empty text shorter than `pad_to` tokens is padded with zero hashes, so it still yields one window of
-    `pad_to` tokens: a 3-word text gets one shingle of its 3 words instead of none.
-    """
-    flat: list[int] = []
-    lengths = np.empty(len(token_lists), dtype=np.int64)
-    for position, tokens in enumerate(token_lists):
-        flat.extend(map(cache.__getitem__, tokens))
-        padding = pad_to - len(tokens) if tokens else 0
-        if padding > 0:
-            flat.extend([0] * padding)
-        lengths[position] = len(tokens) + max(padding, 0)
-    return np.array(flat, dtype=np.uint64), lengths
+    encoded = [text.encode() for text in normalised]
+    blob = np.frombuffer(b" ".join(encoded), dtype=np.uint8)
+    in_token = np.zeros(len(blob) + 2, dtype=np.int8)
+    in_token[1:-1] = blob != _SPACE
+    edges = np.diff(in_token)
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    text_starts = np.cumsum([0] + [len(text) + 1 for text in encoded[:-1]])
+    owners = np.searchsorted(text_starts, starts, side="right") - 1
+    counts = np.bincount(owners, minlength=len(encoded))
+    return _span_hashes(blob.astype(np.uint64), starts, ends), counts
 
 
 def _mix(values: np.ndarray) -> np.ndarray:
@@ -163,58 +155,81 @@ def _mix(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def _powers(base: int, count: int) -> np.ndarray:
-    """base**0 .. base**(count-1) modulo 2**64 (uint64 products wrap)."""
-    powers = np.ones(count, dtype=np.uint64)
-    np.cumprod(np.full(count - 1, base, dtype=np.uint64), out=powers[1:])
+@functools.lru_cache(maxsize=8)
+def _powers(base: int, size: int) -> np.ndarray:
+    """base**0 .. base**(size-1) modulo 2**64 (uint64 products wrap), read-only and cached.
+
+    Callers ask for a power of two at least as long as they need, so a whole run reuses a few tables instead of
+    recomputing one per chunk.
+    """
+    powers = np.ones(size, dtype=np.uint64)
+    np.cumprod(np.full(size - 1, base, dtype=np.uint64), out=powers[1:])
+    powers.flags.writeable = False
     return powers
 
 
-def _windows(flat: np.ndarray, lengths: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """64-bit hashes of every window of `n` consecutive tokens inside each text: (hash, text, start position).
+def _span_hashes(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """64-bit hashes of the spans values[start:end] (uint64 values), for many spans at once.
 
-    A window hashes as the polynomial sum(t_j * BASE**(n-1-j)) modulo 2**64, then `_mix`. It is read off prefix
-    sums S[i] = sum_{j<i} t_j * BASE**-j (BASE is odd, hence invertible modulo 2**64) as
-    BASE**(i+n-1) * (S[i+n] - S[i]), so a window costs the same few operations however long it is (decontamination
-    uses 10- and 20-grams). uint64 arithmetic wraps, which is exactly arithmetic modulo 2**64. Windows never cross
-    from one text into the next.
+    A span hashes as the polynomial sum(v_j * BASE**(end-1-j)) modulo 2**64, then `_mix`. It is read off prefix
+    sums S[i] = sum_{j<i} v_j * BASE**-j (BASE is odd, hence invertible modulo 2**64) as
+    BASE**(end-1) * (S[end] - S[start]), so a span costs the same few operations however long it is (bytes of a
+    word, 5-word shingles, 20-character n-grams alike). uint64 arithmetic wraps, which is exactly arithmetic
+    modulo 2**64.
     """
-    counts = np.maximum(lengths - n + 1, 0)
-    total = int(counts.sum())
-    if total == 0:
-        empty = np.empty(0, dtype=np.int64)
-        return np.empty(0, dtype=np.uint64), empty, empty
-    offsets = np.cumsum(lengths) - lengths
-    text = np.repeat(np.arange(len(lengths)), counts)
-    position = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    start = offsets[text] + position
-    powers, inverse_powers = _powers(_BASE, len(flat)), _powers(_BASE_INVERSE, len(flat))
-    prefix = np.zeros(len(flat) + 1, dtype=np.uint64)
-    np.cumsum(flat * inverse_powers, out=prefix[1:])
-    hashes = powers[start + n - 1]
-    hashes *= prefix[start + n] - prefix[start]
-    return _mix(hashes), text, position
+    if len(starts) == 0:
+        return np.empty(0, dtype=np.uint64)
+    size = 1 << (len(values) - 1).bit_length()
+    prefix = np.zeros(len(values) + 1, dtype=np.uint64)
+    np.cumsum(values * _powers(_BASE_INVERSE, size)[: len(values)], out=prefix[1:])
+    hashes = _powers(_BASE, size)[ends - 1]
+    hashes *= prefix[ends] - prefix[starts]
+    return _mix(hashes)
 
 
-def _chunks(rows: Iterable[tuple[int, list[str]]]) -> Iterator[tuple[list[int], list[list[str]]]]:
-    """Groups of (row indices, their token lists) of about `_CHUNK_TOKENS` tokens each, in the order given."""
+def _windows(
+    tokens: np.ndarray, counts: np.ndarray, n: int, whole_if_shorter: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hashes of every window of `n` consecutive tokens inside each text: (hash, text, start position).
+
+    `tokens` and `counts` come from `_encode`; windows never cross from one text into the next. With
+    `whole_if_shorter`, a non-empty text of fewer than `n` tokens yields one window of all its tokens (so a 3-word
+    text still has a shingle); otherwise it yields none (it cannot contain an n-gram).
+    """
+    windows = np.maximum(counts - n + 1, 0)
+    if whole_if_shorter:
+        windows[(counts > 0) & (counts < n)] = 1
+    total = int(windows.sum())
+    text = np.repeat(np.arange(len(counts)), windows)
+    position = np.arange(total) - np.repeat(np.cumsum(windows) - windows, windows)
+    first_token = (np.cumsum(counts) - counts)[text]
+    starts = first_token + position
+    ends = np.minimum(starts + n, first_token + counts[text])
+    return _span_hashes(tokens, starts, ends), text, position
+
+
+def _chunks(rows: Iterable[tuple[int, str]]) -> Iterator[tuple[list[int], list[str]]]:
+    """Groups of (row indices, their normalised texts) of about `_CHUNK_CHARS` characters, in the order given.
+
+    Chunks keep the working arrays of the vectorised hashing small, whatever the size of the corpus.
+    """
     indices: list[int] = []
-    token_lists: list[list[str]] = []
+    texts: list[str] = []
     size = 0
-    for index, tokens in rows:
+    for index, text in rows:
         indices.append(index)
-        token_lists.append(tokens)
-        size += len(tokens)
-        if size >= _CHUNK_TOKENS:
-            yield indices, token_lists
-            indices, token_lists, size = [], [], 0
+        texts.append(text)
+        size += len(text)
+        if size >= _CHUNK_CHARS:
+            yield indices, texts
+            indices, texts, size = [], [], 0
     if indices:
-        yield indices, token_lists
+        yield indices, texts
 
 
-def _tokenized(texts: Sequence[str], indices: Iterable[int]) -> Iterator[tuple[int, list[str]]]:
-    """(index, tokens) of the given rows, tokenised lazily so only one chunk's tokens are alive at a time."""
-    return ((index, tokenize(texts[index])) for index in indices)
+def _normalised_rows(texts: Sequence[str], indices: Iterable[int]) -> Iterator[tuple[int, str]]:
+    """(index, normalised text) of the given rows, computed lazily so one chunk at a time is held."""
+    return ((index, _normalised(texts[index])) for index in indices)
 
 
 def shingle_hashes(text: str, ngram: int = 5) -> np.ndarray:
@@ -222,12 +237,12 @@ def shingle_hashes(text: str, ngram: int = 5) -> np.ndarray:
 
     The same hashes `near_duplicates` uses, exposed for checks and reference implementations.
     """
-    flat, lengths = _encode([tokenize(text)], _TokenHashes(), pad_to=ngram)
-    return np.unique(_windows(flat, lengths, ngram)[0])
+    tokens, counts = _encode([_normalised(text)])
+    return np.unique(_windows(tokens, counts, ngram, whole_if_shorter=True)[0])
 
 
 def _mod_p(values: np.ndarray) -> np.ndarray:
-    """`values mod (2**61 - 1)` for any uint64 array, in place where it can be.
+    """`values mod (2**61 - 1)` for any uint64 array, as a new array.
 
     Since 2**61 = 1 (mod p), folding the top 3 bits onto the low 61 gives a congruent value below 2**61 + 8; one
     conditional subtraction finishes. The subtraction is branch-free: for t < p, t - p wraps around to above 2**63,
@@ -271,17 +286,14 @@ class MinHasher:
     (num_perm * 8 bytes per text); a text without tokens gets p in every position, a value no shingle can take.
     """
 
-    def __init__(self, num_perm: int = 128, ngram: int = 5, seed: int = 0, threads: int | None = None) -> None:
+    def __init__(self, num_perm: int = 128, ngram: int = 5, seed: int = 0) -> None:
         if num_perm < 1:
             raise ValueError(f"num_perm is {num_perm}; set it to at least 1 (128 is usual).")
         if ngram < 1:
             raise ValueError(f"ngram is {ngram}; set it to at least 1 (5 words is usual).")
-        if threads is not None and threads < 1:
-            raise ValueError(f"threads is {threads}; set it to at least 1, or None to use every available core.")
         self.num_perm = num_perm
         self.ngram = ngram
         self.seed = seed
-        self.threads = threads or _available_cores()
         rng = np.random.default_rng(seed)
         while True:
             a0, d = (int(value) for value in rng.integers(1, MERSENNE_PRIME, size=2))
@@ -293,54 +305,31 @@ class MinHasher:
         self._step = (d, e)
 
     def signatures(self, texts: Sequence[str]) -> np.ndarray:
-        """Signatures of `texts`, shape (len(texts), num_perm), uint64.
-
-        Tokenising is Python and holds the GIL; hashing and permuting are numpy loops that release it, so chunks
-        are hashed on `threads` worker threads while the next chunks are tokenised. The result does not depend on
-        the number of threads.
-        """
+        """Signatures of `texts`, shape (len(texts), num_perm), uint64."""
         signatures = np.full((len(texts), self.num_perm), MERSENNE_PRIME, dtype=np.uint64)
-        cache = _TokenHashes()
-        with ThreadPoolExecutor(max_workers=self.threads) as pool:
-            pending: deque[tuple[np.ndarray, Future[np.ndarray]]] = deque()
-            for rows, token_lists in _chunks(_tokenized(texts, range(len(texts)))):
-                nonempty = [position for position, tokens in enumerate(token_lists) if tokens]
-                if not nonempty:
-                    continue
-                flat, lengths = _encode([token_lists[position] for position in nonempty], cache, pad_to=self.ngram)
-                pending.append((np.asarray(rows)[nonempty], pool.submit(self._signature_block, flat, lengths)))
-                while len(pending) > 2 * self.threads:  # bounds the chunks held in memory
-                    target, future = pending.popleft()
-                    signatures[target] = future.result()
-            for target, future in pending:
-                signatures[target] = future.result()
+        for rows, normalised in _chunks(_normalised_rows(texts, range(len(texts)))):
+            tokens, counts = _encode(normalised)
+            present = np.flatnonzero(counts)
+            if len(present):
+                hashes, text, _ = _windows(tokens, counts, self.ngram, whole_if_shorter=True)
+                signatures[np.asarray(rows)[present]] = self._minima(hashes, np.searchsorted(text, present))
         return signatures
 
-    def _signature_block(self, flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """(texts, num_perm) signatures of encoded non-empty texts (see `_encode`)."""
-        hashes, text, _ = _windows(flat, lengths, self.ngram)
-        count = len(lengths)
-        starts = np.searchsorted(text, np.arange(count))
+    def _minima(self, hashes: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """(texts, num_perm) minima of the permuted shingle `hashes`, each text's run starting at `starts`."""
         x = _mod_p(hashes)
         d, e = self._step
         permuted = _mod_p(_mulmod_unreduced(x, self.a[0]) + np.uint64(self.b[0]))
         step = _mod_p(_mulmod_unreduced(x, d) + np.uint64(e))
         scratch = np.empty_like(permuted)
-        block = np.empty((self.num_perm, count), dtype=np.uint64)
+        minima = np.empty((self.num_perm, len(starts)), dtype=np.uint64)
         for k in range(self.num_perm):
-            np.minimum.reduceat(permuted, starts, out=block[k])
+            np.minimum.reduceat(permuted, starts, out=minima[k])
             if k + 1 < self.num_perm:
                 np.add(permuted, step, out=permuted)  # both below p, so the sum stays below 2**62
                 np.subtract(permuted, _P, out=scratch)
                 np.minimum(permuted, scratch, out=permuted)
-        return block.T
-
-
-def _available_cores() -> int:
-    """Cores this process may run on (the affinity mask where the platform has one, as in containers)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+        return minima.T
 
 
 def _collision_probability(similarity: np.ndarray | float, bands: int, rows: int) -> np.ndarray | float:
@@ -372,15 +361,13 @@ def lsh_params(threshold: float, num_perm: int, verified: bool = True) -> tuple[
             if _collision_probability(threshold, bands, rows) >= CANDIDATE_RECALL:
                 return bands, rows
         return num_perm, 1
-    similarity = np.linspace(0.0, 1.0, 1001)
+    similarity = np.linspace(0.0, 1.0, 1001)  # areas as Riemann sums on this grid; the ranking is what matters
     below, above = similarity <= threshold, similarity >= threshold
     best: tuple[float, int, int] | None = None
     for bands in range(1, num_perm + 1):
         for rows in range(1, num_perm // bands + 1):
             probability = _collision_probability(similarity, bands, rows)
-            error = np.trapezoid(np.where(below, probability, 0.0), similarity) + np.trapezoid(
-                np.where(above, 1.0 - probability, 0.0), similarity
-            )
+            error = probability[below].sum() + (1.0 - probability[above]).sum()
             if best is None or error < best[0]:
                 best = (error, bands, rows)
     return best[1], best[2]
@@ -454,10 +441,9 @@ def _band_buckets(signatures: np.ndarray, rows: np.ndarray, bands: int, band_row
 def _shingle_sets(texts: Sequence[str], indices: Sequence[int], ngram: int) -> dict[int, np.ndarray]:
     """Sorted distinct shingle hashes of the given rows, for exact Jaccard checks."""
     sets: dict[int, np.ndarray] = {}
-    cache = _TokenHashes()
-    for rows, token_lists in _chunks(_tokenized(texts, indices)):
-        flat, lengths = _encode(token_lists, cache, pad_to=ngram)
-        hashes, text, _ = _windows(flat, lengths, ngram)
+    for rows, normalised in _chunks(_normalised_rows(texts, indices)):
+        tokens, counts = _encode(normalised)
+        hashes, text, _ = _windows(tokens, counts, ngram, whole_if_shorter=True)
         order = np.lexsort((hashes, text))
         hashes, text = hashes[order], text[order]
         distinct = np.ones(len(hashes), dtype=bool)
@@ -481,7 +467,6 @@ def near_duplicates(
     num_perm: int = 128,
     seed: int = 0,
     verify: bool = True,
-    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows to drop as near duplicates, and for each row the kept row it duplicates (-1 for rows kept).
 
@@ -492,11 +477,10 @@ def near_duplicates(
     already in a cluster together are not compared again. Accepted pairs are joined by union-find, and the lowest
     index of each cluster is kept: clusters are transitive, so a row may be dropped for a chain of similar rows.
     Texts without tokens are never near duplicates (exact deduplication handles them). Shingle sets are held
-    only for rows that land in a shared bucket, about 8 bytes per word of those rows. `threads` is passed to
-    `MinHasher` (None: every available core); the result does not depend on it.
+    only for rows that land in a shared bucket, about 8 bytes per word of those rows.
     """
     _check_threshold("threshold", threshold, " (0.8 is usual)")
-    hasher = MinHasher(num_perm=num_perm, ngram=ngram, seed=seed, threads=threads)
+    hasher = MinHasher(num_perm=num_perm, ngram=ngram, seed=seed)
     signatures = hasher.signatures(texts)
     present = np.flatnonzero(signatures[:, 0] != MERSENNE_PRIME)
     bands, band_rows = lsh_params(threshold, num_perm, verify)
@@ -611,15 +595,14 @@ class Decontaminator:
                 by_size[min(size, len(tokens))].append(len(self._tokens))
             self._texts.append(text)
             self._tokens.append(tokens)
-        cache = _TokenHashes()
-        self._indexes = {size: self._build_index(items, size, cache) for size, items in sorted(by_size.items())}
+        self._indexes = {size: self._build_index(items, size) for size, items in sorted(by_size.items())}
 
-    def _build_index(self, items: list[int], size: int, cache: _TokenHashes) -> _NgramIndex:
+    def _build_index(self, items: list[int], size: int) -> _NgramIndex:
         """The n-grams of `size` tokens of the given benchmark items, first occurrence per item, sorted by hash."""
         parts = []
-        for owners, token_lists in _chunks((item, self._tokens[item]) for item in items):
-            flat, lengths = _encode(token_lists, cache)
-            hashes, text, positions = _windows(flat, lengths, size)
+        for owners, normalised in _chunks((item, " ".join(self._tokens[item])) for item in items):
+            tokens, counts = _encode(normalised)
+            hashes, text, positions = _windows(tokens, counts, size, whole_if_shorter=False)
             parts.append((hashes, np.asarray(owners, dtype=np.int64)[text], positions))
         hashes, owners, positions = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
         order = np.lexsort((positions, owners, hashes))
@@ -633,22 +616,23 @@ class Decontaminator:
         result: list[BenchmarkMatch | None] = [None] * len(texts)
         if not self._indexes:
             return result
-        cache = _TokenHashes()
-        for rows, token_lists in _chunks(_tokenized(texts, range(len(texts)))):
-            flat, lengths = _encode(token_lists, cache)
+        for rows, normalised in _chunks(_normalised_rows(texts, range(len(texts)))):
+            tokens, counts = _encode(normalised)
             candidates: dict[int, Counter[tuple[int, int]]] = defaultdict(Counter)
             for size, index in self._indexes.items():
-                hashes, text, positions = _windows(flat, lengths, size)
-                hits, first, counts = index.lookup(hashes)
-                entries = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-                hit_text, hit_position = np.repeat(text[hits], counts), np.repeat(positions[hits], counts)
+                hashes, text, positions = _windows(tokens, counts, size, whole_if_shorter=False)
+                hits, first, entry_counts = index.lookup(hashes)
+                entries = np.repeat(first - np.cumsum(entry_counts) + entry_counts, entry_counts)
+                entries += np.arange(len(entries))
+                hit_text = np.repeat(text[hits], entry_counts)
+                hit_position = np.repeat(positions[hits], entry_counts)
                 offsets = hit_position - index.positions[entries]
                 for document, item, offset in zip(
                     hit_text.tolist(), index.items[entries].tolist(), offsets.tolist(), strict=True
                 ):
                     candidates[document][item, offset] += 1
             for document, votes in candidates.items():
-                result[rows[document]] = self._confirm(token_lists[document], votes)
+                result[rows[document]] = self._confirm(normalised[document].split(), votes)
         return result
 
     def contaminated(self, texts: Sequence[str]) -> list[str | None]:
