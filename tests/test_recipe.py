@@ -181,3 +181,17 @@ def test_synthesis_generates_pairs_that_join_the_synthetic_source_and_the_report
     assert (pairs["kept"], pairs["failed"]) == (3, 1)
     with pytest.raises(ValueError, match="synthesis has no key 'temperture'; use the keys"):
         load_recipe().main(["--config", str(config), "--synthesis", json.dumps({"temperture": 0.2})])
+
+
+def test_benchmarks_run_before_and_after_and_the_report_compares_them(tmp_path, tiny_model_path, corpus_path):
+    output = tmp_path / "run"
+    config = write_config(tmp_path / "config.yaml", tiny_model_path, corpus_path, output, STAGES[1:])
+    load_recipe().main(["--config", str(config), "--eval_benchmarks", "bundled", "--eval_limit", "4"])
+    before = json.loads((output / "evaluation_before.json").read_text())
+    after = json.loads((output / "evaluation_after.json").read_text())
+    assert set(before["scores"]) == set(after["scores"]) == {"bilingual_en", "bilingual_zh"}
+    report = (output / "report.md").read_text()
+    assert "## Benchmarks before and after CPT" in report
+    row = next(line for line in report.splitlines() if line.startswith("| hf-cpt bilingual (en)"))
+    change = after["scores"]["bilingual_en"] - before["scores"]["bilingual_en"]
+    assert f"{before['scores']['bilingual_en']:.2f}" in row and f"{change:+.2f}" in row

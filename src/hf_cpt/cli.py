@@ -3,6 +3,8 @@
     hf-cpt score-ppl MODEL DATA --output DIR [--source web-cn] [--split train] [--text-column text]
     hf-cpt synth SNIPPETS --output DIR [--backend transformers|vllm|openai] [--model M] [--base-url URL]
     hf-cpt corrupt DATA --output DIR --fraction 0.3 [--seed 0]
+    hf-cpt eval MODEL [--benchmarks bundled scientific ...] [--output DIR] [--baseline before/evaluation.json]
+    hf-cpt push FOLDER REPO [--type model|dataset] [--dry-run] [--private]
 
 DATA is a local file (.jsonl, .json, .parquet, .csv), a local dataset folder or a Hub dataset id.
 
@@ -168,6 +170,44 @@ def corrupt(args: argparse.Namespace) -> None:
     logging.getLogger("hf_cpt").info("Corrupted %d of %d samples into %s.", report["corrupted"], len(corrupted), output)
 
 
+def evaluate_model(args: argparse.Namespace) -> None:
+    """The chosen benchmarks (lm-eval, the paper's shot counts) into `--output`: evaluation.json and .md."""
+    from hf_cpt.evaluation import EvaluationResult, comparison_table, evaluate, forgetting_report
+
+    result = evaluate(
+        args.model,
+        args.benchmarks,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        backend=args.backend,
+        output_dir=args.output,
+        allow_code_execution=args.allow_code_execution,
+    )
+    tables = ["# Evaluation", "", comparison_table(result)]
+    if args.baseline:
+        baseline = EvaluationResult.from_dict(json.loads(Path(args.baseline).read_text()))
+        tables += ["", "## Against the baseline", "", forgetting_report(baseline, result)]
+    text = "\n".join(tables)
+    if args.output:
+        (Path(args.output) / "evaluation.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+def push(args: argparse.Namespace) -> None:
+    """A model folder (with its card) or a generated dataset folder (data/ and README.md) to the Hub."""
+    from hf_cpt.hub import push_folder, push_model
+
+    if args.type == "model":
+        staged = push_model(args.folder, args.repo, private=args.private, dry_run=args.dry_run)
+    else:
+        staged = push_folder(
+            args.folder, args.repo, repo_type="dataset", include=["data/*", "README.md"], private=args.private,
+            dry_run=args.dry_run, commit_message="Upload dataset (hf-cpt)",
+        )  # fmt: skip
+    if args.dry_run:
+        print(f"Dry run: {staged} holds exactly what would be uploaded to {args.repo}.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-cpt", description="Continual pre-training with the Llama-3-SynE method.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -233,6 +273,27 @@ def build_parser() -> argparse.ArgumentParser:
     damage.add_argument("--transforms", nargs="+", default=["numbers", "nouns", "adjectives"])
     damage.add_argument("--num-proc", type=int)
     damage.set_defaults(run=corrupt)
+
+    bench = commands.add_parser("eval", help="Benchmarks through lm-eval with the paper's shot counts.")
+    bench.add_argument("model", help="Model folder or Hub id.")
+    bench.add_argument(
+        "--benchmarks", nargs="+", default=["bundled"], help="Benchmark names or suites (major, scientific, bundled)."
+    )
+    bench.add_argument("--output", help="Folder for evaluation.json and evaluation.md.")
+    bench.add_argument("--baseline", help="evaluation.json of the base model: adds the forgetting report.")
+    bench.add_argument("--limit", type=int, help="Questions per benchmark (default: all).")
+    bench.add_argument("--batch-size", type=int, default=8)
+    bench.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    bench.add_argument("--allow-code-execution", action="store_true", help="Run model-written code (HumanEval, MBPP).")
+    bench.set_defaults(run=evaluate_model)
+
+    upload = commands.add_parser("push", help="Push a model folder or a generated dataset to the Hub.")
+    upload.add_argument("folder", help="A saved model folder (with README.md) or a dataset folder (data/, README.md).")
+    upload.add_argument("repo", help="Hub repo id, e.g. me/llama3-syne-cpt.")
+    upload.add_argument("--type", choices=["model", "dataset"], default="model")
+    upload.add_argument("--private", action="store_true")
+    upload.add_argument("--dry-run", action="store_true", help="Stage the upload folder and stop.")
+    upload.set_defaults(run=push)
     return parser
 
 

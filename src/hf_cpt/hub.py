@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +127,92 @@ def push_folder(
     )
     logger.info("Pushed %s to %s (%s).", staged, repo_id, repo_type)
     return commit
+
+
+MODEL_FILES = ("*.safetensors", "*.json", "*.jinja", "*.model", "*.txt", "README.md")
+
+
+def model_card(
+    *,
+    base_model: str,
+    recipe: Mapping[str, Mapping[str, Any]],
+    evaluation: Mapping[str, Mapping[str, Any]] | None = None,
+    mixture: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    curriculum: Mapping[str, Mapping[str, Any] | None] | None = None,
+) -> str:
+    """A Hub model card for a continually pre-trained model: what it started from and what it was fed.
+
+    Args:
+        base_model: the model CPT started from.
+        recipe: per stage, the trainer's data recipe (`data_recipe.json`: tokens and ratios per source).
+        evaluation: `{"before": result, "after": result}` (`EvaluationResult.to_dict()`), or `{"after": ...}`.
+        mixture: per stage, the topic mixture's rounds (`topic_mixture.json`).
+        curriculum: per stage, the curriculum's progress (`curriculum.json`).
+    """
+    from hf_cpt.evaluation import comparison_table, forgetting_report
+
+    tokens = sum(stage["tokens_consumed"] for stage in recipe.values())
+    lines = [
+        "---",
+        f"base_model: {base_model}",
+        "library_name: transformers",
+        "pipeline_tag: text-generation",
+        "tags:",
+        "- continual-pretraining",
+        "- hf-cpt",
+        "- llama3-syne",
+        "---",
+        "",
+        f"# {base_model}, continually pre-trained with hf-cpt",
+        "",
+        f"`{base_model}` continued pre-training on {tokens:,} tokens in {len(recipe)} stage(s) with the method of "
+        "*Towards Effective and Efficient Continual Pre-training of Large Language Models* (Llama-3-SynE, "
+        "arXiv 2407.18743): token-ratio mixtures per stage, a topic mixture re-weighted from per-topic "
+        "perplexity, and a perplexity curriculum, as configured below.",
+        "",
+        "## Data recipe",
+    ]
+    for name, stage in recipe.items():
+        lines += ["", f"### {name}: {stage['tokens_consumed']:,} tokens, {stage['global_step']} steps", ""]
+        lines += ["| source | target ratio | tokens consumed | consumed ratio |", "|---|---:|---:|---:|"]
+        for source, entry in stage["sources"].items():
+            target = "–" if entry["target_ratio"] is None else f"{entry['target_ratio']:.4f}"
+            lines.append(f"| {source} | {target} | {entry['tokens_consumed']:,} | {entry['consumed_ratio']:.4f} |")
+        rounds = (mixture or {}).get(name) or []
+        if len(rounds) > 1:
+            final = rounds[-1]["proportions"]
+            weights = ", ".join(f"{topic} {share:.3f}" for topic, share in sorted(final.items(), key=lambda x: -x[1]))
+            lines += ["", f"Topic mixture: {len(rounds) - 1} re-weighting round(s); final shares: {weights}."]
+        progress = (curriculum or {}).get(name)
+        if progress:
+            topics = ", ".join(progress["topics"])
+            lines += ["", f"Curriculum: order `{progress['order']}` in {progress['num_groups']} groups over {topics}."]
+    if evaluation:
+        lines += ["", "## Evaluation", ""]
+        if evaluation.get("before") is not None:
+            lines += ["Before and after continual pre-training:", "", forgetting_report(evaluation["before"],
+                      evaluation["after"])]  # fmt: skip
+        else:
+            lines += [comparison_table(evaluation["after"])]
+    lines += ["", "## Citation", "", "```bibtex", PAPER_CITATION, "```", ""]
+    return "\n".join(lines)
+
+
+def push_model(
+    folder: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    dry_run: bool = False,
+) -> Path | Any:
+    """Upload a saved model folder (weights, config, tokenizer, `data_recipe.json`, its card `README.md`)."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"{folder} holds no saved model (no config.json); give the folder save_pretrained wrote.")
+    if not (folder / "README.md").is_file():
+        raise ValueError(f"{folder} has no model card (README.md); write one with hf_cpt.hub.model_card first.")
+    return push_folder(
+        folder, repo_id, repo_type="model", include=MODEL_FILES, token=token, private=private, dry_run=dry_run,
+        commit_message="Upload continually pre-trained model (hf-cpt)",
+    )  # fmt: skip
