@@ -124,7 +124,9 @@ SYNTHESIS_DEFAULTS: dict[str, Any] = {
 }
 
 
-def generate_synthetic_qa(settings: dict[str, Any], model_path: str, output_dir: str) -> tuple[str, dict[str, Any]]:
+def generate_synthetic_qa(
+    settings: dict[str, Any], model_name_or_path: str | None, output_dir: str
+) -> tuple[str, dict[str, Any]]:
     """Write QA pairs from the science snippets with an LLM (resuming any earlier run in the same folder).
 
     Returns the source they join and the generator's report, with the pairs under `pairs` and one under `sample`.
@@ -146,7 +148,8 @@ def generate_synthetic_qa(settings: dict[str, Any], model_path: str, output_dir:
         "transformers": {"batch_size": options["batch_size"]},
         "openai": {"base_url": options["base_url"]},
     }.get(options["backend"], {})
-    backend = load_backend(options["backend"], options["model"] or model_path, **backend_options)
+    # No model named: the model being trained (None = the embedded default, which load_backend knows).
+    backend = load_backend(options["backend"], options["model"] or model_name_or_path, **backend_options)
     generator = SynthQAGenerator(
         backend,
         Path(output_dir) / "synthetic_qa",
@@ -351,7 +354,9 @@ def main(argv: list[str] | None = None) -> None:
     synthesis, extra_train = None, None
     if recipe_args.synthesis:
         # Generated before training, by every process for its share of the snippets; resumes in the same folder.
-        source, synthesis = generate_synthetic_qa(recipe_args.synthesis, model_path, config.output_dir)
+        source, synthesis = generate_synthetic_qa(
+            recipe_args.synthesis, recipe_args.model_name_or_path, config.output_dir
+        )
         if source not in sources:
             raise ValueError(
                 f"synthesis.source is {source!r}, which no stage's mixture draws from; name a source of the "
@@ -402,7 +407,8 @@ def main(argv: list[str] | None = None) -> None:
             curriculum={stage["name"]: stage["curriculum"] for stage in stages},
         )
         Path(final_dir, "README.md").write_text(card, encoding="utf-8")  # `hf-cpt push` uploads it with the model
-        write_report(config.output_dir, recipe_args, config, model_path, ppl_tables, stages, synthesis, benchmarks)
+        model_name = recipe_args.model_name_or_path or EMBEDDED_MODEL_ID
+        write_report(config.output_dir, recipe_args, config, model_name, ppl_tables, stages, synthesis, benchmarks)
         logger.info("Report: %s", os.path.join(config.output_dir, "report.md"))
     state.wait_for_everyone()
 

@@ -10,6 +10,7 @@ from trl import TrlParser
 
 from hf_cpt import CPTConfig
 from hf_cpt.data import flatten_mixture, resolve_mixture
+from hf_cpt.evaluation import resolve_benchmarks
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -39,11 +40,18 @@ def test_full_reproduction_config_is_the_papers_run():
     assert "curriculum_order" not in stage2 and "mixture_alpha" not in stage2
     synthetic = flatten_mixture(resolve_mixture(stage2["mixture"]))["synthesis-en"]
     assert synthetic == pytest.approx(0.2)
+    # Every benchmark named resolves (with the paper's shot counts) and none runs model-written code unasked.
+    benchmarks = resolve_benchmarks(recipe_args.eval_benchmarks)
+    assert {"mmlu", "ceval", "cmmlu", "scieval"} <= {b.name for b in benchmarks}
+    assert not any(b.executes_code for b in benchmarks)
 
 
 def test_tinyllama_config_is_the_papers_surrogate():
-    _, config = parse("tinyllama.yaml")
+    recipe_args, config = parse("tinyllama.yaml")
     assert config.max_length == 2048 and config.learning_rate == 1e-4 and config.lr_scheduler_type == "constant"
+    # §4.2 averages C-Eval, CMMLU, MMLU and SciEval, SciQ, ARC for the surrogate.
+    names = {b.name for b in resolve_benchmarks(recipe_args.eval_benchmarks)}
+    assert names == {"mmlu", "ceval", "cmmlu", "scieval", "sciq", "arc_easy", "arc_challenge"}
 
 
 def test_embedded_default_is_small_enough_for_a_cpu():
@@ -51,6 +59,9 @@ def test_embedded_default_is_small_enough_for_a_cpu():
     assert recipe_args.model_name_or_path is None and recipe_args.dataset_path is None  # the embedded ones
     assert sum(stage["num_tokens"] for stage in recipe_args.stages) <= 100_000
     assert [stage["mixture"] for stage in recipe_args.stages] == ["llama3_syne_stage1", "llama3_syne_stage2"]
+    # It writes synthetic QA with the embedded model before training and runs the bundled benchmark.
+    assert recipe_args.synthesis["snippets_per_discipline"] * recipe_args.synthesis["samples_per_seed"] == 2
+    assert recipe_args.eval_benchmarks == ["bundled"]
 
 
 @pytest.mark.parametrize(

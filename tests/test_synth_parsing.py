@@ -366,9 +366,27 @@ def test_every_reason_validation_can_return_is_documented():
         validate_qa(BLOCK_PROBLEM, "cut"),
         validate_qa(BLOCK_PROBLEM, "Short."),
         validate_qa(SEED, LONG_SOLUTION, SEED),
+        validate_qa(BLOCK_PROBLEM, LONG_SOLUTION, instructions=LONG_SOLUTION),
         check_qa("").reject_reason,
     }
     assert reasons == set(REJECT_REASONS)
+
+
+def test_a_pair_that_restates_the_prompts_guidelines_is_rejected():
+    """What a 135M model writes under the Appendix B prompt: its own guidelines, given back as the pair."""
+    from hf_cpt.synth.prompts import PROMPTS
+
+    guidelines = PROMPTS["scientific_qa"].text
+    echo = (
+        "[Problem]: This should be **completely self-contained**, providing all the contextual information one "
+        "needs to understand and solve the problem.\n\n[Solution]: Present a comprehensive, step-by-step solution "
+        "that solves the problem **correctly** and educates the student, around 250-350 words long. Clearly "
+        "articulate the reasoning and methods used at each step, providing insight into the problem-solving process."
+    )
+    assert check_qa(echo, instructions=guidelines).reject_reason == "echoed_prompt"
+    assert check_qa(echo).accepted  # without the prompt to compare with, it looks like a pair
+    raw = f"[Problem]\n{BLOCK_PROBLEM}\n[Solution]\n{LONG_SOLUTION}"
+    assert check_qa(raw, instructions=guidelines).accepted  # a real pair shares a few words, not the wording
 
 
 def test_accept_rates_tallies_totals_rates_and_reasons_per_discipline():

@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from hf_cpt.modeling import embedded_model_path, hardware_supports_bf16, load_causal_lm
+from hf_cpt.modeling import EMBEDDED_MODEL_ID, embedded_model_path, hardware_supports_bf16, load_causal_lm
 
 Messages = list[dict[str, str]]
 """Chat messages, e.g. `[{"role": "user", "content": "..."}]`."""
@@ -631,4 +631,5 @@ def load_backend(name: str = "transformers", model: str | Any = None, **options:
         if name == OpenAIBackend.name:
             raise ValueError("backend='openai' needs model=<the model name the server serves>; set model.")
         model = str(embedded_model_path())
+        options.setdefault("model_name", EMBEDDED_MODEL_ID)  # recorded with outputs: the Hub name, not a cache path
     return _REGISTRY[name](model, **options)

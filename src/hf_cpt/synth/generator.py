@@ -226,7 +226,9 @@ class SynthQAGenerator:
         }
         if not completion.ok:
             return {**record, "status": "failed", "reject_reason": "request_failed", "error": completion.error}
-        check = check_qa(completion.text, seed=item.seed_text, finish_reason=completion.finish_reason)
+        check = check_qa(
+            completion.text, seed=item.seed_text, finish_reason=completion.finish_reason, instructions=self.prompt.text
+        )
         status = "accepted" if check.accepted else "rejected"
         return {**record, "status": status, "reject_reason": check.reject_reason, "error": None,
                 "problem": check.problem, "solution": check.solution}  # fmt: skip

@@ -44,6 +44,7 @@ REJECT_REASONS: dict[str, str] = {
     "empty_solution": "the solution section is empty",
     "truncated_solution": "the solution stops mid-sentence or the backend stopped at its token limit",
     "too_short": "the problem or the solution has fewer words than the minimum",
+    "echoed_prompt": "the problem or the solution repeats the prompt's own instructions",
     "copied_seed": "the problem repeats the seed snippet instead of building on it",
 }
 
@@ -162,6 +163,8 @@ def validate_qa(
     min_problem_words: int = 5,
     min_solution_words: int = 20,
     copy_threshold: float = 0.9,
+    instructions: str | None = None,
+    echo_threshold: float = 0.5,
 ) -> str | None:
     """None when the pair is worth keeping, else the first reason code (a key of `REJECT_REASONS`) that applies.
 
@@ -169,6 +172,8 @@ def validate_qa(
     cut even when it happens to end on a full stop. `copy_threshold` is the share of the problem's word trigrams
     found in `seed` at or above which the problem counts as copied (a problem contained verbatim in the seed has
     share 1.0). Copies matter because the paper's goal is new exercises *inspired* by the seed, not restatements.
+    `instructions` is the prompt's own wording (without the seed): a problem or solution whose word trigrams are
+    at least `echo_threshold` from it restates the guidelines instead of answering them, which small models do.
     """
     if not problem.strip():
         return "empty_problem"
@@ -178,6 +183,10 @@ def validate_qa(
         return "truncated_solution"
     if len(_normalise(problem)) < min_problem_words or len(_normalise(solution)) < min_solution_words:
         return "too_short"
+    if instructions is not None and max(_copy_overlap(part, instructions) for part in (problem, solution)) >= (
+        echo_threshold
+    ):
+        return "echoed_prompt"
     if seed is not None and _copy_overlap(problem, seed) >= copy_threshold:
         return "copied_seed"
     return None
@@ -197,13 +206,16 @@ class QACheck:
         return self.reject_reason is None
 
 
-def check_qa(raw: str, seed: str | None = None, finish_reason: str | None = None) -> QACheck:
+def check_qa(
+    raw: str, seed: str | None = None, finish_reason: str | None = None, instructions: str | None = None
+) -> QACheck:
     """Parse and validate a raw generation with the default thresholds, for the common one-call case."""
     parsed = parse_qa(raw)
     if parsed is None:
         return QACheck(problem=None, solution=None, reject_reason="unparsable")
     problem, solution = parsed
-    return QACheck(problem, solution, validate_qa(problem, solution, seed, finish_reason=finish_reason))
+    reason = validate_qa(problem, solution, seed, finish_reason=finish_reason, instructions=instructions)
+    return QACheck(problem, solution, reason)
 
 
 def accept_rates(
