@@ -48,6 +48,7 @@ from hf_cpt.data import (
     load_corpus,
     resolve_mixture,
 )
+from hf_cpt.data.sources import load_source
 from hf_cpt.evaluation import forgetting_report
 from hf_cpt.hub import model_card
 from hf_cpt.mixture import plan_stage
@@ -55,6 +56,7 @@ from hf_cpt.mixture.callback import HISTORY_NAME
 from hf_cpt.modeling import EMBEDDED_MODEL_ID, check_max_length, embedded_model_path, load_causal_lm
 from hf_cpt.perplexity import perplexity_by_group
 from hf_cpt.reporting import (
+    classifier_section,
     curriculum_section,
     mixture_section,
     perplexity_section,
@@ -64,6 +66,7 @@ from hf_cpt.reporting import (
     tokens_section,
 )
 from hf_cpt.synth import SamplingParams, SynthQAGenerator, load_backend
+from hf_cpt.topics import SOURCE_TAXONOMIES, label_topics, train_topic_classifier
 from hf_cpt.trainer import DATA_RECIPE_NAME
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "llama3_syne_demo.yaml"
@@ -101,10 +104,79 @@ class RecipeArguments:
     )
     eval_limit: int | None = field(default=None, metadata={"help": "Questions per benchmark (default: all)."})
     # A mapping in YAML; on the command line, the same as a JSON string.
+    topic_classifier: str | None = field(
+        default=None,
+        metadata={"help": "Train topic classifiers and mix on predicted topics (§3.2.1); see CLASSIFIER_DEFAULTS."},
+    )
+    # A mapping in YAML; on the command line, the same as a JSON string.
     synthesis: str | None = field(
         default=None,
         metadata={"help": "Synthetic QA generated before training (§3.3); see SYNTHESIS_DEFAULTS for the keys."},
     )
+
+
+# Keys of `topic_classifier`, with their defaults. `model: null` = the embedded all-MiniLM-L6-v2.
+CLASSIFIER_DEFAULTS: dict[str, Any] = {
+    "model": None,
+    "taxonomies": dict(SOURCE_TAXONOMIES),  # source -> taxonomy (en, cn or a YAML file)
+    "test_size": 0.25,
+    "epochs": 8,
+    "learning_rate": 3e-4,
+    "batch_size": 16,
+    "max_length": 128,
+}
+
+
+def predict_topics(settings: dict[str, Any], recipe_args: RecipeArguments, output_dir: str) -> tuple[str, dict]:
+    """Train a topic classifier per web source on its labelled documents and label the source with it (§3.2.1).
+
+    The bundled documents carry topics, standing in for the LLM-labelled sample of the paper; the classifier
+    learns them on a stratified split, and its predictions (not the given labels) become the topics the stage
+    mixes. Returns the corpus folder of the relabelled sources and each classifier's held-out metrics.
+    """
+    unknown = sorted(set(settings) - set(CLASSIFIER_DEFAULTS))
+    if unknown:
+        raise ValueError(f"topic_classifier has no key {unknown[0]!r}; use the keys {sorted(CLASSIFIER_DEFAULTS)}.")
+    options = {**CLASSIFIER_DEFAULTS, **settings}
+    labels_dir = Path(output_dir) / "topic_labels"
+    results = {}
+    for source, taxonomy in options["taxonomies"].items():
+        classifier_dir = labels_dir / "classifiers" / source
+        documents = {
+            split: load_source(recipe_args.dataset_path, source, split, recipe_args.text_column, required=False)
+            for split in ("train", "validation")
+        }
+        if not (classifier_dir / "metrics.json").is_file():  # a finished classifier is reused on a re-run
+            train_topic_classifier(
+                documents["train"], taxonomy, options["model"], classifier_dir, text_column=recipe_args.text_column,
+                label_column=recipe_args.topic_column, test_size=options["test_size"], epochs=options["epochs"],
+                learning_rate=options["learning_rate"], batch_size=options["batch_size"],
+                max_length=options["max_length"],
+            )  # fmt: skip
+        metrics = json.loads((classifier_dir / "metrics.json").read_text())
+        agreement = {}
+        for split, data in documents.items():
+            if data is None:
+                continue
+            given = data[recipe_args.topic_column]
+            predicted = label_topics(
+                data.remove_columns(recipe_args.topic_column),
+                str(classifier_dir),
+                text_column=recipe_args.text_column,
+                max_length=options["max_length"],
+                output_dir=labels_dir / "shards" / source / split,
+            ).remove_columns("topic_probs")
+            if recipe_args.topic_column != "topic":
+                predicted = predicted.rename_column("topic", recipe_args.topic_column)
+            matches = zip(given, predicted[recipe_args.topic_column], strict=True)
+            agreement[split] = sum(a == b for a, b in matches) / len(given)
+            if PartialState().is_main_process:
+                folder = labels_dir / "data" / source
+                folder.mkdir(parents=True, exist_ok=True)
+                predicted.to_parquet(str(folder / f"{split}-00000-of-00001.parquet"))
+        PartialState().wait_for_everyone()
+        results[source] = {"taxonomy": taxonomy, **metrics, "agreement": agreement}
+    return str(labels_dir), results
 
 
 # Keys of `synthesis`, with their defaults. `model: null` = the model being trained; `snippets: null` = the
@@ -270,6 +342,7 @@ def write_report(
     stages: list[dict],
     synthesis: dict[str, Any] | None = None,
     benchmarks: dict[str, dict] | None = None,
+    classifiers: dict[str, dict] | None = None,
 ) -> None:
     output = Path(output_dir)
     (output / "validation_perplexity.json").write_text(json.dumps(ppl_tables, indent=2, ensure_ascii=False))
@@ -312,6 +385,8 @@ def write_report(
             ]
         if stage["curriculum"]:
             lines += ["", f"## Perplexity curriculum: {stage['name']}", "", curriculum_section(stage["curriculum"])]
+    if classifiers:
+        lines += ["", "## Topic classifiers (§3.2.1)", "", classifier_section(classifiers)]
     if synthesis is not None:
         lines += ["", "## Synthetic QA (§3.3)", "", synthesis_section(synthesis, synthesis["sample"])]
     if benchmarks:
@@ -335,6 +410,8 @@ def main(argv: list[str] | None = None) -> None:
         recipe_args.stages = json.loads(recipe_args.stages)
     if isinstance(recipe_args.synthesis, str):
         recipe_args.synthesis = json.loads(recipe_args.synthesis)
+    if isinstance(recipe_args.topic_classifier, str):
+        recipe_args.topic_classifier = json.loads(recipe_args.topic_classifier)
     if not recipe_args.stages:
         raise ValueError("stages is empty; give at least one stage with name, num_tokens and mixture.")
     model_path = recipe_args.model_name_or_path or str(embedded_model_path())
@@ -363,6 +440,10 @@ def main(argv: list[str] | None = None) -> None:
                 f"mixtures ({', '.join(sources)})."
             )
         extra_train = {source: synthesis["pairs"]}
+    classifiers, source_paths = None, None
+    if recipe_args.topic_classifier is not None:
+        labels_dir, classifiers = predict_topics(recipe_args.topic_classifier, recipe_args, config.output_dir)
+        source_paths = dict.fromkeys(classifiers, labels_dir)
     with state.main_process_first():
         corpus = load_corpus(
             recipe_args.dataset_path,
@@ -375,6 +456,7 @@ def main(argv: list[str] | None = None) -> None:
             recipe_args.min_doc_tokens,
             recipe_args.num_proc,
             extra_train=extra_train,
+            source_paths=source_paths,
         )
     model = load_causal_lm(model_path, config.attn_implementation, dtype=getattr(torch, recipe_args.model_dtype))
     model.to(state.device)
@@ -408,7 +490,9 @@ def main(argv: list[str] | None = None) -> None:
         )
         Path(final_dir, "README.md").write_text(card, encoding="utf-8")  # `hf-cpt push` uploads it with the model
         model_name = recipe_args.model_name_or_path or EMBEDDED_MODEL_ID
-        write_report(config.output_dir, recipe_args, config, model_name, ppl_tables, stages, synthesis, benchmarks)
+        write_report(
+            config.output_dir, recipe_args, config, model_name, ppl_tables, stages, synthesis, benchmarks, classifiers
+        )
         logger.info("Report: %s", os.path.join(config.output_dir, "report.md"))
     state.wait_for_everyone()
 

@@ -61,7 +61,7 @@ def test_embedded_default_is_small_enough_for_a_cpu():
     assert [stage["mixture"] for stage in recipe_args.stages] == ["llama3_syne_stage1", "llama3_syne_stage2"]
     # It writes synthetic QA with the embedded model before training and runs the bundled benchmark.
     assert recipe_args.synthesis["snippets_per_discipline"] * recipe_args.synthesis["samples_per_seed"] == 2
-    assert recipe_args.eval_benchmarks == ["bundled"]
+    assert recipe_args.eval_benchmarks == ["bundled"] and recipe_args.topic_classifier == {}
 
 
 @pytest.mark.parametrize(

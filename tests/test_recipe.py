@@ -10,6 +10,8 @@ import pytest
 import yaml
 from test_two_process import free_port
 
+from hf_cpt.topics import TAXONOMIES
+
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "llama3_syne.py"
 MAX_LENGTH = 32
 
@@ -195,3 +197,33 @@ def test_benchmarks_run_before_and_after_and_the_report_compares_them(tmp_path, 
     row = next(line for line in report.splitlines() if line.startswith("| hf-cpt bilingual (en)"))
     change = after["scores"]["bilingual_en"] - before["scores"]["bilingual_en"]
     assert f"{before['scores']['bilingual_en']:.2f}" in row and f"{change:+.2f}" in row
+
+
+def test_topic_classifiers_label_the_web_sources_and_stage_one_mixes_the_predicted_topics(
+    tmp_path, tiny_model_path, corpus_path
+):
+    output = tmp_path / "run"
+    config = write_config(tmp_path / "config.yaml", tiny_model_path, corpus_path, output, STAGES[:1])
+    settings = {"epochs": 1, "max_length": 32, "test_size": 0.2}
+    load_recipe().main(["--config", str(config), "--topic_classifier", json.dumps(settings)])
+    labels = output / "topic_labels"
+    # Train documents per source, including the one under 20 tokens per topic that packing drops later.
+    expected = {"web-en": ({"Law and Policy", "Medicine and Health"}, 26), "web-cn": ({"Philosophy"}, 11)}
+    for source, (given, documents) in expected.items():
+        metrics = json.loads((labels / "classifiers" / source / "metrics.json").read_text())
+        assert metrics["num_train"] + metrics["num_heldout"] == documents
+        predicted = load_dataset_file(labels / "data" / source / "train-00000-of-00001.parquet")
+        assert len(predicted) == documents and "topic_probs" not in predicted.column_names
+        assert set(predicted["topic"]) <= set(TAXONOMIES["en" if source == "web-en" else "cn"].topics)
+        # The corpus was packed from the predictions: its web groups are the predicted topics.
+        recipe = json.loads((output / "adaptation" / "data_recipe.json").read_text())
+        groups = {name.split("/", 1)[1] for name in recipe["groups"] if name.startswith(f"{source}/")}
+        assert groups <= set(predicted["topic"]) and (groups == given) == (set(predicted["topic"]) == given)
+    report = (output / "report.md").read_text()
+    assert "## Topic classifiers (§3.2.1)" in report and "| web-en | en | " in report
+
+
+def load_dataset_file(path):
+    from datasets import load_dataset
+
+    return load_dataset("parquet", data_files=str(path), split="train")

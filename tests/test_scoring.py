@@ -94,7 +94,7 @@ def test_a_killed_run_resumes_without_rescoring_finished_shards(tmp_path, tokeni
     with pytest.raises(RuntimeError, match="killed"):
         score_perplexity(model, tokenizer, texts, output_dir=tmp_path / "run", **settings)
     handle.remove()
-    assert len(list((tmp_path / "run").glob("scores-*.npy"))) == 2
+    assert len(list((tmp_path / "run").glob("shard-*.npy"))) == 2
     calls.clear()
     handle = model.register_forward_pre_hook(lambda module, args: calls.append(1))
     resumed = score_perplexity(model, tokenizer, texts, output_dir=tmp_path / "run", **settings)

@@ -3,6 +3,9 @@
     hf-cpt score-ppl MODEL DATA --output DIR [--source web-cn] [--split train] [--text-column text]
     hf-cpt synth SNIPPETS --output DIR [--backend transformers|vllm|openai] [--model M] [--base-url URL]
     hf-cpt corrupt DATA --output DIR --fraction 0.3 [--seed 0]
+    hf-cpt annotate DATA --output DIR [--taxonomy en|cn|FILE.yaml] [--backend openai --model M --base-url URL]
+    hf-cpt train-classifier DATA --output DIR [--taxonomy en] [--model MODEL] [--label-column topic]
+    hf-cpt label DATA --classifier DIR --output DIR [--shard-size 4096]
     hf-cpt eval MODEL [--benchmarks bundled scientific ...] [--output DIR] [--baseline before/evaluation.json]
     hf-cpt push FOLDER REPO [--type model|dataset] [--dry-run] [--private]
 
@@ -103,15 +106,9 @@ def benchmark_texts(paths: Sequence[str]) -> list[str]:
 
 def synth(args: argparse.Namespace) -> None:
     """Synthetic QA pairs (§3.3) into `--output`: records, data/, rejects.jsonl, report.json, README.md."""
-    from hf_cpt.synth import SamplingParams, SynthQAGenerator, load_backend
+    from hf_cpt.synth import SamplingParams, SynthQAGenerator
 
-    options: dict = {}
-    if args.backend == "openai":
-        options = {"base_url": args.base_url, "max_concurrency": args.max_concurrency, "timeout": args.timeout}
-        options["max_tries"] = args.max_tries
-    elif args.backend == "transformers":
-        options = {"batch_size": args.batch_size}
-    backend = load_backend(args.backend, args.model, **options)
+    backend = _backend(args)
     code_problems = load_data(args.code_problems) if args.code_problems else None
     generator = SynthQAGenerator(
         backend,
@@ -168,6 +165,97 @@ def corrupt(args: argparse.Namespace) -> None:
     }
     (output / "corruption_report.json").write_text(json.dumps(report, indent=2))
     logging.getLogger("hf_cpt").info("Corrupted %d of %d samples into %s.", report["corrupted"], len(corrupted), output)
+
+
+def _backend(args: argparse.Namespace):
+    """The generation backend named on the command line (`synth`, `annotate`)."""
+    from hf_cpt.synth import load_backend
+
+    options: dict = {}
+    if args.backend == "openai":
+        options = {"base_url": args.base_url, "max_concurrency": args.max_concurrency, "timeout": args.timeout}
+        options["max_tries"] = args.max_tries
+    elif args.backend == "transformers":
+        options = {"batch_size": args.batch_size}
+    return load_backend(args.backend, args.model, **options)
+
+
+def _add_backend_arguments(parser: argparse.ArgumentParser, batch_size: int) -> None:
+    parser.add_argument("--backend", choices=["transformers", "vllm", "openai"], default="transformers")
+    parser.add_argument("--model", help="Model (Hub id or folder; the served name for openai); default: embedded.")
+    parser.add_argument("--base-url", default="http://localhost:8000/v1", help="OpenAI-compatible server URL.")
+    parser.add_argument("--max-concurrency", type=int, default=8, help="Requests in flight (openai).")
+    parser.add_argument("--timeout", type=float, default=120.0, help="Seconds per request (openai).")
+    parser.add_argument("--max-tries", type=int, default=5, help="Tries per request before it is recorded failed.")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="Prompts per batch (transformers).")
+
+
+def _save(dataset, output: Path, split: str = "train") -> Path:
+    """A dataset as one parquet file in the Hub layout `data/<split>-00000-of-00001.parquet`."""
+    path = output / "data" / f"{split}-00000-of-00001.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dataset.to_parquet(str(path))
+    return path
+
+
+def annotate(args: argparse.Namespace) -> None:
+    """Topic labels from an LLM with the Appendix B prompt (§3.2.1), the classifier's training data."""
+    from hf_cpt.topics import annotate_topics
+
+    data = load_data(args.data, args.split, args.source, args.text_column)
+    if args.limit:
+        data = data.select(range(min(args.limit, len(data))))
+    annotated = annotate_topics(
+        data, _backend(args), args.taxonomy, args.output, text_column=args.text_column, max_chars=args.max_chars,
+        seed=args.seed,
+    )  # fmt: skip
+    if args.drop_failed:
+        annotated = annotated.filter(lambda row: row["topic_match"] != "failed")
+    path = _save(annotated, Path(args.output))
+    logging.getLogger("hf_cpt").info("Annotated %d documents into %s.", len(annotated), path)
+
+
+def train_classifier(args: argparse.Namespace) -> None:
+    """A topic classifier trained on labelled documents, with held-out accuracy, macro-F1 and a model card."""
+    from hf_cpt.topics import train_topic_classifier
+
+    data = load_data(args.data, args.split, args.source, args.text_column)
+    report = train_topic_classifier(
+        data,
+        args.taxonomy,
+        args.model,
+        args.output,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        test_size=args.test_size,
+        seed=args.seed,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+    )
+    logging.getLogger("hf_cpt").info(
+        "Held-out accuracy %.3f, macro-F1 %.3f (majority baseline %.3f); classifier in %s.",
+        report.accuracy, report.macro_f1, report.majority_baseline, args.output,
+    )  # fmt: skip
+
+
+def label(args: argparse.Namespace) -> None:
+    """`topic` and `topic_probs` for every document, sharded across processes and resumable."""
+    from accelerate import PartialState
+
+    from hf_cpt.topics import label_topics
+
+    state = PartialState()
+    data = load_data(args.data, args.split, args.source, args.text_column)
+    labelled = label_topics(
+        data, args.classifier, text_column=args.text_column, batch_size=args.batch_size, max_length=args.max_length,
+        bf16=args.bf16, shard_size=args.shard_size, output_dir=Path(args.output) / "shards",
+    )  # fmt: skip
+    if state.is_main_process:
+        path = _save(labelled, Path(args.output), args.split)
+        logging.getLogger("hf_cpt").info("Labelled %d documents into %s.", len(labelled), path)
+    state.wait_for_everyone()
 
 
 def evaluate_model(args: argparse.Namespace) -> None:
@@ -236,13 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--num-items", type=int, help="Code pairs to ask for; with snippets: use the first N.")
     generate.add_argument("--code-problems", help="LeetCode-style problems (title, content, python) for code_qa.")
     generate.add_argument("--num-examples", type=int, default=3, help="Demonstrations per code prompt.")
-    generate.add_argument("--backend", choices=["transformers", "vllm", "openai"], default="transformers")
-    generate.add_argument("--model", help="Model (Hub id or folder; the served name for openai); default: embedded.")
-    generate.add_argument("--base-url", default="http://localhost:8000/v1", help="OpenAI-compatible server URL.")
-    generate.add_argument("--max-concurrency", type=int, default=8, help="Requests in flight (openai).")
-    generate.add_argument("--timeout", type=float, default=120.0, help="Seconds per request (openai).")
-    generate.add_argument("--max-tries", type=int, default=5, help="Tries per request before it is recorded failed.")
-    generate.add_argument("--batch-size", type=int, default=8, help="Prompts per batch (transformers).")
+    _add_backend_arguments(generate, batch_size=8)
     generate.add_argument("--max-new-tokens", type=int, default=512)
     generate.add_argument("--temperature", type=float, default=0.7)
     generate.add_argument("--top-p", type=float, default=0.95)
@@ -273,6 +355,53 @@ def build_parser() -> argparse.ArgumentParser:
     damage.add_argument("--transforms", nargs="+", default=["numbers", "nouns", "adjectives"])
     damage.add_argument("--num-proc", type=int)
     damage.set_defaults(run=corrupt)
+
+    tag = commands.add_parser("annotate", help="Topic labels from an LLM (the classifier's training data).")
+    tag.add_argument("data", help="Documents to label (file, folder, Hub id, or a corpus with --source).")
+    tag.add_argument("--output", required=True, help="Folder for records, data/ and annotation_report.json.")
+    tag.add_argument("--taxonomy", default="en", help="en, cn, or a YAML file with name, language and topics.")
+    tag.add_argument("--source", help="Source folder of a corpus laid out as data/<source>/ (e.g. web-en).")
+    tag.add_argument("--split", default="train")
+    tag.add_argument("--text-column", default="text")
+    tag.add_argument("--limit", type=int, help="Label only the first N documents (the paper labels a sample).")
+    tag.add_argument("--max-chars", type=int, default=2000, help="Characters of each document shown to the LLM.")
+    tag.add_argument("--seed", type=int, default=0, help="Shuffles the topic list of each request.")
+    tag.add_argument("--drop-failed", action="store_true", help="Leave out documents whose request failed.")
+    _add_backend_arguments(tag, batch_size=16)
+    tag.set_defaults(run=annotate)
+
+    fit = commands.add_parser("train-classifier", help="Train a topic classifier on labelled documents.")
+    fit.add_argument("data", help="Labelled documents (file, folder, Hub id, or a corpus with --source).")
+    fit.add_argument("--output", required=True, help="Folder for the classifier, metrics.json and its card.")
+    fit.add_argument("--taxonomy", default="en", help="en, cn, or a YAML file with name, language and topics.")
+    fit.add_argument("--model", help="Encoder to fine-tune (e.g. huawei-noah/TinyBERT_General_4L_312D); default: "
+                     "the embedded all-MiniLM-L6-v2.")  # fmt: skip
+    fit.add_argument("--source", help="Source folder of a corpus laid out as data/<source>/ (e.g. web-en).")
+    fit.add_argument("--split", default="train")
+    fit.add_argument("--text-column", default="text")
+    fit.add_argument("--label-column", default="topic")
+    fit.add_argument("--test-size", type=float, default=0.2, help="Share held out (stratified) for the metrics.")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--epochs", type=float, default=10.0)
+    fit.add_argument("--learning-rate", type=float, default=1e-4)
+    fit.add_argument("--batch-size", type=int, default=16)
+    fit.add_argument("--max-length", type=int, default=256)
+    fit.set_defaults(run=train_classifier)
+
+    assign = commands.add_parser("label", help="Label a corpus with a topic classifier (sharded, resumable).")
+    assign.add_argument("data", help="Documents to label (file, folder, Hub id, or a corpus with --source).")
+    assign.add_argument("--classifier", required=True, help="Classifier folder or Hub id (from train-classifier).")
+    assign.add_argument("--output", required=True, help="Folder for data/ and the finished shards.")
+    assign.add_argument("--source", help="Source folder of a corpus laid out as data/<source>/ (e.g. web-en).")
+    assign.add_argument("--split", default="train")
+    assign.add_argument("--text-column", default="text")
+    assign.add_argument("--batch-size", type=int, default=64)
+    assign.add_argument("--max-length", type=int, default=256)
+    assign.add_argument("--shard-size", type=int, default=4096, help="Documents per shard (unit of resumption).")
+    assign.add_argument(
+        "--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast; default: if supported."
+    )
+    assign.set_defaults(run=label)
 
     bench = commands.add_parser("eval", help="Benchmarks through lm-eval with the paper's shot counts.")
     bench.add_argument("model", help="Model folder or Hub id.")

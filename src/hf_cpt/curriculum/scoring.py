@@ -15,24 +15,20 @@ restarts where it stopped and every rank reads back the whole array in the origi
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from hf_cpt.modeling import cache_dir, hardware_supports_bf16
-from hf_cpt.perplexity import rank_and_world
+from hf_cpt.modeling import hardware_supports_bf16
+from hf_cpt.sharding import ShardedPass, data_fingerprint, documents_of, model_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -60,42 +56,6 @@ def document_windows(document: int, length: int, max_length: int, stride: int) -
         predicted_up_to = end
         begin += stride
     return windows
-
-
-def _model_fingerprint(model: PreTrainedModel) -> str:
-    """A hash of the config and of a sample of every parameter: it changes when the weights change."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(model.config.to_json_string().encode())
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            digest.update(name.encode())
-            flat = parameter.detach().reshape(-1)
-            sample = flat[:: max(1, flat.numel() // 256)][:256]
-            digest.update(sample.float().cpu().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _data_fingerprint(documents: Sequence, dataset: Dataset | None, text_column: str) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    if dataset is not None and getattr(dataset, "_fingerprint", None):
-        digest.update(f"{dataset._fingerprint}:{text_column}:{len(dataset)}".encode())
-    else:
-        for document in documents:
-            digest.update(document.encode() if isinstance(document, str) else np.asarray(document).tobytes())
-            digest.update(b"\0")
-    return digest.hexdigest()
-
-
-def _documents(data: Dataset | Sequence, text_column: str) -> tuple[Sequence, bool]:
-    """The documents, and whether they are token ids already (a column of int lists, e.g. packed blocks)."""
-    if isinstance(data, Dataset):
-        if text_column not in data.column_names:
-            raise ValueError(
-                f"text_column {text_column!r} is not a column of the data (columns: {data.column_names}); "
-                "name the column that holds the documents."
-            )
-        return data[text_column], hasattr(data.features[text_column], "feature")
-    return data, len(data) > 0 and not isinstance(data[0], str)
 
 
 def length_buckets(lengths: Sequence[int], batch_tokens: int) -> Iterator[tuple[int, int]]:
@@ -210,7 +170,7 @@ def score_perplexity(
     Returns:
         float64 array, one perplexity per document.
     """
-    texts, tokenized = _documents(data, text_column)
+    texts, tokenized = documents_of(data, text_column)
     empty = next((i for i, text in enumerate(texts) if len(text) == 0 or (not tokenized and not text.strip())), None)
     if empty is not None:
         raise ValueError(f"Document {empty} is empty; drop empty documents before scoring.")
@@ -222,27 +182,16 @@ def score_perplexity(
     pad_token_id = tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None else 0
     settings = {"max_length": max_length, "stride": stride, "bf16": bf16, "shard_size": shard_size}
     fingerprints = [
-        _model_fingerprint(model),
-        _data_fingerprint(texts, data if isinstance(data, Dataset) else None, text_column),
+        model_fingerprint(model),
+        data_fingerprint(texts, data if isinstance(data, Dataset) else None, text_column),
         settings,
     ]
-    key = hashlib.blake2b(json.dumps(fingerprints).encode(), digest_size=12).hexdigest()
-    rank, world = rank_and_world()
-    if world > 1:  # one name for the shards of every rank (a dataset's fingerprint can differ between processes)
-        shared = [key]
-        dist.broadcast_object_list(shared, src=0)
-        key = shared[0]
-    folder = Path(output_dir) if output_dir is not None else cache_dir() / "perplexity" / key
-    shards = range(0, len(texts), shard_size)
-    mine = [start for number, start in enumerate(shards) if number % world == rank]
-    todo = [start for start in mine if not _shard_path(folder, key, start).is_file()]
-    if len(todo) < len(mine):
-        logger.info("Perplexity: %d of %d shards already scored in %s.", len(mine) - len(todo), len(mine), folder)
+    shards = ShardedPass(len(texts), shard_size, fingerprints, output_dir, "perplexity", "Perplexity")
     was_training = model.training
     model.eval()
-    progress = tqdm(total=None, unit="tok", desc="Scoring perplexity", disable=not show_progress or rank != 0)
+    progress = tqdm(total=None, unit="tok", desc="Scoring perplexity", disable=not show_progress or shards.rank != 0)
     try:
-        for start in todo:
+        for start in shards.todo:
             documents = list(texts[start : start + shard_size])
             token_ids = [list(ids) for ids in documents] if tokenized else tokenizer(documents)["input_ids"]
             short = next((i for i, ids in enumerate(token_ids) if len(ids) < 2), None)
@@ -251,25 +200,10 @@ def score_perplexity(
                     f"Document {start + short} has fewer than 2 tokens, so nothing in it can be predicted; drop it."
                 )
             scores = _score_shard(model, token_ids, max_length, stride, batch_tokens, pad_token_id, bf16, progress)
-            _write_shard(folder, key, start, scores)
+            if not np.all(np.isfinite(scores)):
+                logger.warning("Shard starting at document %d has non-finite perplexities.", start)
+            shards.write(start, scores)
     finally:
         progress.close()
         model.train(was_training)
-    if world > 1:
-        dist.barrier()
-    return np.concatenate([np.load(_shard_path(folder, key, start)) for start in shards])
-
-
-def _shard_path(folder: Path, key: str, start: int) -> Path:
-    return folder / f"scores-{key}-{start:012d}.npy"
-
-
-def _write_shard(folder: Path, key: str, start: int, scores: np.ndarray) -> None:
-    """Write atomically: a killed run leaves either the whole shard or nothing."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = _shard_path(folder, key, start)
-    temporary = path.with_suffix(f".tmp-{os.getpid()}.npy")
-    np.save(temporary, scores)
-    os.replace(temporary, path)
-    if not np.all(np.isfinite(scores)):
-        logger.warning("Shard starting at document %d has non-finite perplexities.", start)
+    return np.concatenate(shards.gather())

@@ -51,6 +51,7 @@ def load_corpus(
     min_doc_tokens: int = 20,
     num_proc: int | None = None,
     extra_train: Mapping[str, Dataset] | None = None,
+    source_paths: Mapping[str, str] | None = None,
 ) -> Corpus:
     """Load, tokenise and pack every source; sources in `topic_sources` are packed per topic.
 
@@ -62,6 +63,8 @@ def load_corpus(
         min_doc_tokens: documents with fewer tokens are dropped (paper's code: 20).
         extra_train: documents (a `text_column`) added to a source's training split, e.g. synthetic QA
             pairs generated for this run.
+        source_paths: sources read from another corpus (same layout) than `path`, e.g. web documents
+            whose topics a classifier predicted for this run.
     """
     eos_token_id = require_eos(tokenizer)
     topic_sources = set(topic_sources)
@@ -71,7 +74,8 @@ def load_corpus(
         topic = topic_column if source in topic_sources else None
         keep = (topic,) if topic else ()
         for split, parts in (("train", train_parts), ("validation", validation_parts)):
-            raw = load_source(path, source, split, text_column, required=split == "train", num_proc=num_proc)
+            source_path = (source_paths or {}).get(source, path)
+            raw = load_source(source_path, source, split, text_column, required=split == "train", num_proc=num_proc)
             if raw is None:
                 continue
             if split == "train" and extra_train and len(extra_train.get(source, [])):

@@ -1,5 +1,31 @@
 """Topic classification (§3.2.1): taxonomies, LLM annotation, classifier training and corpus labelling."""
 
-from hf_cpt.topics.taxonomy import CHINESE, ENGLISH, OTHERS, TAXONOMIES, Taxonomy, load_taxonomy
+from hf_cpt.topics.annotate import annotate_topics, normalize_label, topic_probabilities
+from hf_cpt.topics.classifier import (
+    ClassifierReport,
+    classification_metrics,
+    embedded_classifier_path,
+    stratified_split,
+    train_topic_classifier,
+)
+from hf_cpt.topics.labelling import label_topics
+from hf_cpt.topics.taxonomy import CHINESE, ENGLISH, OTHERS, SOURCE_TAXONOMIES, TAXONOMIES, Taxonomy, load_taxonomy
 
-__all__ = ["CHINESE", "ENGLISH", "OTHERS", "TAXONOMIES", "Taxonomy", "load_taxonomy"]
+__all__ = [
+    "CHINESE",
+    "ENGLISH",
+    "OTHERS",
+    "SOURCE_TAXONOMIES",
+    "TAXONOMIES",
+    "ClassifierReport",
+    "Taxonomy",
+    "annotate_topics",
+    "classification_metrics",
+    "embedded_classifier_path",
+    "label_topics",
+    "load_taxonomy",
+    "normalize_label",
+    "stratified_split",
+    "topic_probabilities",
+    "train_topic_classifier",
+]
