@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -141,3 +144,19 @@ def tiny_model_path(tmp_path_factory, tokenizer) -> str:
     make_model(len(tokenizer)).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return str(directory)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_two_processes(worker: Path, *args: str) -> None:
+    """Run `worker` under torchrun as two CPU processes (gloo) on loopback, and fail with its stderr if it fails."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+        "--master_port", str(free_port()), str(worker), *args,
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]

@@ -61,6 +61,14 @@ def test_every_source_of_both_stages_has_train_and_validation(source):
     assert len(load_source(DEMO_CORPUS_PATH, source, split="validation")) >= 2
 
 
+def test_the_taxonomies_are_table_3_with_others_last():
+    from hf_cpt.topics import CHINESE, ENGLISH
+
+    assert set(ENGLISH.topics) == ENGLISH_TOPICS and len(ENGLISH.topics) == 11
+    assert set(CHINESE.topics) == CHINESE_TOPICS and len(CHINESE.topics) == 13
+    assert ENGLISH.topics[-1] == CHINESE.topics[-1] == "Others"
+
+
 @pytest.mark.parametrize(("source", "taxonomy"), [("web-en", ENGLISH_TOPICS), ("web-cn", CHINESE_TOPICS)])
 def test_web_documents_carry_the_papers_topics_with_held_out_documents_per_topic(source, taxonomy):
     train = load_source(DEMO_CORPUS_PATH, source)

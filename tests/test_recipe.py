@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_two_process import free_port
+from conftest import free_port
 
 from hf_cpt.topics import TAXONOMIES
 

@@ -1,16 +1,13 @@
 """score_perplexity: exact per-document perplexity, windows for long documents, shards that resume."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import group_vocabulary, make_model
+from conftest import group_vocabulary, make_model, run_two_processes
 from datasets import Dataset
-from test_two_process import free_port
 
 from hf_cpt.curriculum import score_perplexity
 
@@ -117,12 +114,7 @@ def test_two_processes_return_the_same_array_as_one(tmp_path, tokenizer):
     texts = documents(25)
     (tmp_path / "texts.json").write_text(json.dumps(texts))
     tokenizer.save_pretrained(tmp_path / "tokenizer")
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-        "--master_port", str(free_port()), str(WORKER), str(tmp_path),
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
+    run_two_processes(WORKER, str(tmp_path))
     model = make_model(len(tokenizer), context=CONTEXT)
     forwards = []
     model.register_forward_pre_hook(lambda module, args: forwards.append(1))

@@ -24,6 +24,7 @@ from hf_cpt.synth.prompts import (
     scientific_qa_messages,
     topic_labeling_messages,
 )
+from hf_cpt.topics import ENGLISH
 
 # Appendix B, "Prompt for Scientific QA Synthesis", copied from the paper with "Earth Science" and a snippet filled in.
 EXPECTED_EARTH_SCIENCE_PROMPT = """Instruction
@@ -46,19 +47,7 @@ student, around 250-350 words long. Clearly articulate the reasoning and methods
 into the problem-solving process. Take care to format any equations properly using LaTeX or appropriate notation."""
 
 # Appendix B, "Prompt for Topic Labeling", with the paper's 11 English topics (Table 3) filled in.
-ENGLISH_TOPICS = [
-    "Mathematics and Physics",
-    "Computer Science and Engineering",
-    "Biology and Chemistry",
-    "History and Geography",
-    "Law and Policy",
-    "Philosophy and Logic",
-    "Economics and Business",
-    "Psychology and Sociology",
-    "Security and International Relations",
-    "Medicine and Health",
-    "Others",
-]
+ENGLISH_TOPICS = list(ENGLISH.topics)  # Table 3, checked against the paper in test_demo_assets
 EXPECTED_TOPIC_PROMPT = (
     "I am categorizing a series of articles according to the following 11 topics. Next, I will give you an article, "
     "please select only one topic that the article is the most related to:\n"

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_two_processes
 from datasets import Dataset, load_dataset
-from test_two_process import free_port
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
@@ -179,12 +177,7 @@ def test_two_processes_label_like_one(tmp_path, bert_tokenizer):
     texts = unlabelled_documents(25)
     (tmp_path / "texts.json").write_text(json.dumps(texts))
     bert_tokenizer.save_pretrained(tmp_path / "tokenizer")
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-        "--master_port", str(free_port()), str(WORKER), str(tmp_path),
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
+    run_two_processes(WORKER, str(tmp_path))
     model = make_bert(len(bert_tokenizer))
     forwards = []
     model.register_forward_pre_hook(lambda module, args: forwards.append(1))

@@ -180,6 +180,14 @@ def _backend(args: argparse.Namespace):
     return load_backend(args.backend, args.model, **options)
 
 
+def _add_data_arguments(parser: argparse.ArgumentParser, source: bool = True) -> None:
+    """Which documents DATA holds: its split, its text column, and (for a corpus) the source folder."""
+    if source:
+        parser.add_argument("--source", help="Source folder of a corpus laid out as data/<source>/ (e.g. web-en).")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--text-column", default="text")
+
+
 def _add_backend_arguments(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument("--backend", choices=["transformers", "vllm", "openai"], default="transformers")
     parser.add_argument("--model", help="Model (Hub id or folder; the served name for openai); default: embedded.")
@@ -305,9 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("model", help="Model name on the Hub or local folder.")
     score.add_argument("data", help="Dataset name on the Hub or local folder (or a corpus with --source).")
     score.add_argument("--output", required=True, help="Folder for perplexity.npy, summary.json and shards/.")
-    score.add_argument("--source", help="Source folder of a corpus laid out as data/<source>/ (e.g. web-cn).")
-    score.add_argument("--split", default="train")
-    score.add_argument("--text-column", default="text")
+    _add_data_arguments(score)
     score.add_argument("--max-length", type=int, help="Tokens per window; default: the model's context.")
     score.add_argument("--stride", type=int, help="Window stride for long documents; default: max_length // 2.")
     score.add_argument("--batch-tokens", type=int, default=8192, help="Token budget of a batch.")
@@ -330,8 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-p", type=float, default=0.95)
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--samples-per-seed", type=int, default=1)
-    generate.add_argument("--split", default="train")
-    generate.add_argument("--text-column", default="text")
+    _add_data_arguments(generate, source=False)
     generate.add_argument("--discipline-column", default="discipline")
     generate.add_argument("--id-column", help="Column naming each snippet; default: the row number.")
     generate.add_argument(
@@ -350,8 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     damage.add_argument("--output", required=True, help="Folder for data/ and corruption_report.json.")
     damage.add_argument("--fraction", type=float, required=True, help="Share of samples to corrupt, 0 to 1.")
     damage.add_argument("--seed", type=int, default=0)
-    damage.add_argument("--split", default="train")
-    damage.add_argument("--text-column", default="text")
+    _add_data_arguments(damage, source=False)
     damage.add_argument("--transforms", nargs="+", default=["numbers", "nouns", "adjectives"])
     damage.add_argument("--num-proc", type=int)
     damage.set_defaults(run=corrupt)
@@ -360,9 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("data", help="Documents to label (file, folder, Hub id, or a corpus with --source).")
     tag.add_argument("--output", required=True, help="Folder for records, data/ and annotation_report.json.")
     tag.add_argument("--taxonomy", default="en", help="en, cn, or a YAML file with name, language and topics.")
-    tag.add_argument("--source", help="Source folder of a corpus laid out as data/<source>/ (e.g. web-en).")
-    tag.add_argument("--split", default="train")
-    tag.add_argument("--text-column", default="text")
+    _add_data_arguments(tag)
     tag.add_argument("--limit", type=int, help="Label only the first N documents (the paper labels a sample).")
     tag.add_argument("--max-chars", type=int, default=2000, help="Characters of each document shown to the LLM.")
     tag.add_argument("--seed", type=int, default=0, help="Shuffles the topic list of each request.")
@@ -376,9 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--taxonomy", default="en", help="en, cn, or a YAML file with name, language and topics.")
     fit.add_argument("--model", help="Encoder to fine-tune (e.g. huawei-noah/TinyBERT_General_4L_312D); default: "
                      "the embedded all-MiniLM-L6-v2.")  # fmt: skip
-    fit.add_argument("--source", help="Source folder of a corpus laid out as data/<source>/ (e.g. web-en).")
-    fit.add_argument("--split", default="train")
-    fit.add_argument("--text-column", default="text")
+    _add_data_arguments(fit)
     fit.add_argument("--label-column", default="topic")
     fit.add_argument("--test-size", type=float, default=0.2, help="Share held out (stratified) for the metrics.")
     fit.add_argument("--seed", type=int, default=0)
@@ -392,9 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     assign.add_argument("data", help="Documents to label (file, folder, Hub id, or a corpus with --source).")
     assign.add_argument("--classifier", required=True, help="Classifier folder or Hub id (from train-classifier).")
     assign.add_argument("--output", required=True, help="Folder for data/ and the finished shards.")
-    assign.add_argument("--source", help="Source folder of a corpus laid out as data/<source>/ (e.g. web-en).")
-    assign.add_argument("--split", default="train")
-    assign.add_argument("--text-column", default="text")
+    _add_data_arguments(assign)
     assign.add_argument("--batch-size", type=int, default=64)
     assign.add_argument("--max-length", type=int, default=256)
     assign.add_argument("--shard-size", type=int, default=4096, help="Documents per shard (unit of resumption).")
