@@ -243,3 +243,20 @@ def test_a_killed_run_restarts_with_exactly_one_output_per_item_and_nothing_gene
     assert sorted(generated) == sorted(texts)  # every item generated once, over both runs
     assert set(backend.asked).isdisjoint(first_run)
     assert sorted(pairs["seed_id"], key=int) == [str(i) for i in range(len(texts))]
+
+
+@pytest.mark.slow
+def test_smollm2_writes_pairs_that_parse_through_the_whole_generator(tmp_path):
+    from hf_cpt.data import demo_snippets_path
+    from hf_cpt.modeling import EMBEDDED_MODEL_ID
+    from hf_cpt.synth import load_backend, parse_qa
+
+    data = load_dataset("json", data_files=demo_snippets_path(), split="train").select([0, 8, 12])
+    backend = load_backend("transformers", None, batch_size=3)  # the embedded SmolLM2-135M-Instruct
+    generator = SynthQAGenerator(backend, tmp_path, sampling=SamplingParams(max_new_tokens=160, temperature=0))
+    generator.generate(data)
+    records = list(generator.read_records().values())
+    assert len(records) == 3 and {record["model"] for record in records} == {EMBEDDED_MODEL_ID}
+    assert sum(parse_qa(record["raw"]) is not None for record in records) >= 2
+    # Each outcome is explained: accepted, or rejected with its reason (a 135M model often restates the guidelines).
+    assert all((record["status"] == "accepted") == (record["reject_reason"] is None) for record in records)
