@@ -155,6 +155,26 @@ def test_a_pair_quoting_a_benchmark_question_is_dropped_and_reported(tmp_path):
     assert [(r["status"], r["drop_reason"]) for r in dropped] == [("filtered", "contaminated")]
 
 
+def test_by_default_pairs_are_kept_clear_of_the_bundled_benchmark_questions(tmp_path):
+    from hf_cpt.evaluation import bundled_questions
+
+    question = bundled_questions()[1]  # "What is the unit of electric current?"
+
+    class Leaky(ScriptedBackend):
+        def answer(self, seed):
+            completion = super().answer(seed)
+            if "leak" in seed:
+                completion.text = f"[Problem]\nA quiz asks: {question} Explain your choice.\n\n[Solution]\n{SOLUTION}"
+            return completion
+
+    generator = SynthQAGenerator(Leaky(), tmp_path)
+    pairs = generator.generate(snippets(["good about ions", "good leak here"]))
+    assert len(pairs) == 1 and generator.report["filters"]["dropped"]["contaminated"] == 1
+    assert generator.report["filters"]["benchmark_texts"] == len(bundled_questions())
+    opted_out = SynthQAGenerator(Leaky(), tmp_path / "no-decontamination")
+    assert len(opted_out.generate(snippets(["good about ions", "good leak here"]), benchmark_texts=[])) == 2
+
+
 def test_code_items_draw_demonstrations_by_seed(tmp_path):
     problems = load_dataset("json", data_files=f"{DEMO_CORPUS_PATH}/snippets/leetcode.jsonl", split="train")
     generator = SynthQAGenerator(ScriptedBackend(), tmp_path, task="code_qa", code_problems=problems, num_examples=2)

@@ -6,7 +6,14 @@ without it, and everything that runs a benchmark imports it when called.
 
 from __future__ import annotations
 
-from hf_cpt.evaluation.benchmarks import BENCHMARKS, SUITES, TASKS_DIR, Benchmark, resolve_benchmarks
+from hf_cpt.evaluation.benchmarks import (
+    BENCHMARKS,
+    SUITES,
+    TASKS_DIR,
+    Benchmark,
+    bundled_questions,
+    resolve_benchmarks,
+)
 from hf_cpt.evaluation.callback import EvaluationCallback
 from hf_cpt.evaluation.reports import comparison_table, forgetting_report
 from hf_cpt.evaluation.runner import EvaluationResult, evaluate
@@ -16,6 +23,7 @@ __all__ = [
     "SUITES",
     "TASKS_DIR",
     "Benchmark",
+    "bundled_questions",
     "EvaluationCallback",
     "EvaluationResult",
     "comparison_table",

@@ -9,6 +9,7 @@ through `TaskManager(include_path=TASKS_DIR)`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,3 +178,14 @@ def resolve_benchmarks(benchmarks: Sequence[str | Benchmark] | str) -> list[Benc
                 f"or a benchmark ({', '.join(BENCHMARKS)})."
             )
     return list(resolved.values())
+
+
+def bundled_questions() -> list[str]:
+    """The questions of the bundled benchmark (English and Chinese), e.g. to keep them out of synthetic data."""
+    folder = TASKS_DIR / "hfcpt_bilingual"
+    return [
+        json.loads(line)["question"]
+        for name in ("en.jsonl", "zh.jsonl")
+        for line in (folder / name).read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]

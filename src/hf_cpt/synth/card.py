@@ -34,7 +34,8 @@ def filter_lines(report: Mapping[str, Any]) -> list[str]:
     return [
         f"- items asked: {report['items']}; failed requests: {report['failed']}",
         f"- rejected when parsing and validating: {rejected}",
-        f"- dropped as exact duplicates, near duplicates (MinHash) or benchmark overlaps: {dropped}",
+        f"- dropped as exact duplicates, near duplicates (MinHash) or overlaps with "
+        f"{report['filters'].get('benchmark_texts', 0)} benchmark questions: {dropped}",
     ]
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import torch.distributed as dist
 from datasets import Dataset
 
+from hf_cpt.evaluation.benchmarks import bundled_questions
 from hf_cpt.perplexity import rank_and_world
 from hf_cpt.records import RecordLog, write_text_atomically
 from hf_cpt.synth.backends import Completion, GenerationBackend, Messages, SamplingParams
@@ -276,6 +277,12 @@ class SynthQAGenerator:
     ) -> Dataset:
         """Run (or resume) the generation, then parse, validate, deduplicate and decontaminate.
 
+        Args:
+            benchmark_texts: benchmark questions no pair may quote; default: the questions of the evaluation
+                suite bundled with hf-cpt (pass the questions of the benchmarks you report, e.g. MMLU's, or
+                an empty list to skip decontamination).
+            near_dedup_threshold: MinHash Jaccard similarity above which pairs are near duplicates (None: off).
+
         Returns the accepted pairs (columns `COLUMNS`), also written to `data/` with `rejects.jsonl`,
         `report.json` and the dataset card `README.md`; `self.report` holds the counts.
         """
@@ -284,10 +291,11 @@ class SynthQAGenerator:
         planned = [records[item.key] for item in items if item.key in records]
         accepted = [record for record in planned if record["status"] == "accepted"]
         pairs = Dataset.from_list([_row(record) for record in accepted]) if accepted else _empty()
+        benchmark_texts = bundled_questions() if benchmark_texts is None else list(benchmark_texts)
         kept, filters, dropped = filter_dataset(
             pairs, "text", dedup=True, near_dedup_threshold=near_dedup_threshold, benchmark_texts=benchmark_texts
         )
-        self.report = self._report(items, planned, kept, filters.to_dict())
+        self.report = self._report(items, planned, kept, {**filters.to_dict(), "benchmark_texts": len(benchmark_texts)})
         if rank_and_world()[0] == 0:
             self._write(kept, planned, dropped)
         return kept
