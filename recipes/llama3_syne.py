@@ -115,9 +115,12 @@ class RecipeArguments:
     )
 
 
-# Keys of `topic_classifier`, with their defaults. `model: null` = the embedded all-MiniLM-L6-v2.
+# Keys of `topic_classifier`, with their defaults. `model`: one encoder for every source, or a mapping
+# source -> encoder; null = the embedded all-MiniLM-L6-v2. `train_documents`: labelled documents to learn
+# from per source (the paper's small labelled sample; null = all of them).
 CLASSIFIER_DEFAULTS: dict[str, Any] = {
     "model": None,
+    "train_documents": None,
     "taxonomies": dict(SOURCE_TAXONOMIES),  # source -> taxonomy (en, cn or a YAML file)
     "test_size": 0.25,
     "epochs": 8,
@@ -146,9 +149,13 @@ def predict_topics(settings: dict[str, Any], recipe_args: RecipeArguments, outpu
             split: load_source(recipe_args.dataset_path, source, split, recipe_args.text_column, required=False)
             for split in ("train", "validation")
         }
+        model = options["model"].get(source) if isinstance(options["model"], dict) else options["model"]
+        labelled = documents["train"]
+        if options["train_documents"]:
+            labelled = labelled.shuffle(seed=0).select(range(min(options["train_documents"], len(labelled))))
         if not (classifier_dir / "metrics.json").is_file():  # a finished classifier is reused on a re-run
             train_topic_classifier(
-                documents["train"], taxonomy, options["model"], classifier_dir, text_column=recipe_args.text_column,
+                labelled, taxonomy, model, classifier_dir, text_column=recipe_args.text_column,
                 label_column=recipe_args.topic_column, test_size=options["test_size"], epochs=options["epochs"],
                 learning_rate=options["learning_rate"], batch_size=options["batch_size"],
                 max_length=options["max_length"],

@@ -40,6 +40,12 @@ def test_full_reproduction_config_is_the_papers_run():
     assert "curriculum_order" not in stage2 and "mixture_alpha" not in stage2
     synthetic = flatten_mixture(resolve_mixture(stage2["mixture"]))["synthesis-en"]
     assert synthetic == pytest.approx(0.2)
+    # The paper's classifiers: TinyBERT for English, a tiny Chinese BERT for Chinese, on a labelled sample.
+    assert recipe_args.topic_classifier["model"] == {
+        "web-en": "huawei-noah/TinyBERT_General_4L_312D",
+        "web-cn": "ckiplab/bert-tiny-chinese",
+    }
+    assert recipe_args.topic_classifier["train_documents"] > 0
     # Every benchmark named resolves (with the paper's shot counts) and none runs model-written code unasked.
     benchmarks = resolve_benchmarks(recipe_args.eval_benchmarks)
     assert {"mmlu", "ceval", "cmmlu", "scieval"} <= {b.name for b in benchmarks}
