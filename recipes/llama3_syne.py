@@ -146,8 +146,8 @@ def predict_topics(settings: dict[str, Any], recipe_args: RecipeArguments, outpu
     for source, taxonomy in options["taxonomies"].items():
         classifier_dir = labels_dir / "classifiers" / source
         documents = {
-            split: load_source(recipe_args.dataset_path, source, split, recipe_args.text_column, required=False)
-            for split in ("train", "validation")
+            split: load_source(recipe_args.dataset_path, source, split, recipe_args.text_column, required=required)
+            for split, required in (("train", True), ("validation", False))
         }
         model = options["model"].get(source) if isinstance(options["model"], dict) else options["model"]
         labelled = documents["train"]
