@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from hf_cpt.data import DEMO_CORPUS_PATH, MIXTURES, demo_snippets_path, flatten_mixture, load_source
+from hf_cpt.synth.prompts import DISCIPLINES as PAPER_DISCIPLINES
 
 # Table 3 of the paper.
 ENGLISH_TOPICS = {
@@ -39,17 +40,7 @@ CHINESE_TOPICS = {
     "Sociology and Education",
     "Others",
 }
-DISCIPLINES = {
-    "mathematics",
-    "physics",
-    "chemistry",
-    "biology",
-    "astronomy",
-    "earth science",
-    "medical science",
-    "computer science",
-    "general education",
-}
+DISCIPLINES = set(PAPER_DISCIPLINES)  # the paper's nine, pinned in test_synth_prompts
 STAGE_SOURCES = sorted(
     set(flatten_mixture(MIXTURES["llama3_syne_stage1"])) | set(flatten_mixture(MIXTURES["llama3_syne_stage2"]))
 )
