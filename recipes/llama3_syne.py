@@ -51,7 +51,7 @@ from hf_cpt.data import (
 from hf_cpt.data.sources import load_source
 from hf_cpt.evaluation import forgetting_report
 from hf_cpt.hub import model_card
-from hf_cpt.mixture import plan_stage
+from hf_cpt.mixture import load_drawn_blocks, plan_stage
 from hf_cpt.mixture.callback import HISTORY_NAME
 from hf_cpt.modeling import EMBEDDED_MODEL_ID, check_max_length, embedded_model_path, load_causal_lm
 from hf_cpt.perplexity import perplexity_by_group
@@ -275,8 +275,14 @@ def curriculum_progress(stage_dir: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def run_stage(index: int, stage: dict[str, Any], model, tokenizer, corpus, config: CPTConfig) -> dict[str, Any]:
-    """Plan, train (or resume, or skip when done) one stage; returns its log history and data recipe."""
+def run_stage(
+    index: int, stage: dict[str, Any], model, tokenizer, corpus, config: CPTConfig, previous_dir: str | None
+) -> dict[str, Any]:
+    """Plan, train (or resume, or skip when done) one stage; returns its log history and data recipe.
+
+    A stage after the first draws the blocks that earlier stages drew (recorded in `previous_dir`) only once
+    a source has no unused ones left, so each token is trained once across the run.
+    """
     stage = dict(stage)
     name = stage.pop("name", f"stage{index + 1}")
     num_tokens = int(stage.pop("num_tokens", 0))
@@ -296,6 +302,7 @@ def run_stage(index: int, stage: dict[str, Any], model, tokenizer, corpus, confi
         global_batch,
         seed=stage_config.seed,
         stage=f"stages[{index}] ({name})",
+        exclude=load_drawn_blocks(previous_dir, corpus.train) if previous_dir else None,
     )
     planned_steps = len(sampler) // global_batch
     if stage_config.max_steps <= 0 or stage_config.max_steps > planned_steps:
@@ -475,7 +482,8 @@ def main(argv: list[str] | None = None) -> None:
     before = run_benchmarks(model, tokenizer, recipe_args, config.output_dir, "before")
     stages = []
     for index, stage in enumerate(recipe_args.stages):
-        stages.append(run_stage(index, stage, model, tokenizer, corpus, config))
+        previous_dir = os.path.join(config.output_dir, stages[-1]["name"]) if stages else None
+        stages.append(run_stage(index, stage, model, tokenizer, corpus, config, previous_dir))
         if corpus.validation is not None:
             ppl_tables[f"after {stages[-1]['name']}"] = validation_perplexity(
                 model, corpus, config, recipe_args.eval_batch_size, pad_id

@@ -91,6 +91,14 @@ def test_both_stages_run_and_write_report_plots_and_recipes(tmp_path, tiny_model
         for source, ratio in expected.items():
             assert recipe["sources"][source]["target_ratio"] == pytest.approx(ratio)
             assert abs(recipe["sources"][source]["tokens_consumed"] - ratio * total) < MAX_LENGTH
+    # Stage 2 drew no block stage 1 had drawn: each source had enough unused blocks.
+    for source, entry in recipes["synthetic"]["sources"].items():
+        assert entry["drawn_blocks"] <= entry["available_blocks"], source
+        assert entry["repeated_blocks"] == 0, source
+    adaptation = recipes["adaptation"]["sources"]
+    assert recipes["synthetic"]["sources"]["web-en"]["available_blocks"] == (
+        adaptation["web-en"]["available_blocks"] - adaptation["web-en"]["drawn_blocks"]
+    )
 
 
 def test_a_finished_stage_is_skipped_and_an_unfinished_one_resumes(tmp_path, tiny_model_path, corpus_path):

@@ -253,3 +253,163 @@ def test_a_change_cannot_rewrite_drawn_positions():
         next(iterator)
     with pytest.raises(ValueError, match="position 3 is already drawn \\(the sampler is at 5\\)"):
         sampler.set_weights({0: 1.0}, position=3)
+
+
+# ---- the interleave: exact across weight changes, hierarchical by source ----
+def hierarchical_groups(seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """26 groups over 6 sources: three with topics (13, 9 and 1) and three packed whole."""
+    names = [f"web-en/t{i}" for i in range(13)] + [f"web-cn/t{i}" for i in range(9)]
+    names += ["book-en/t0", "code-en", "math-en", "synthesis-en"]
+    return names, topic_ids([400] * len(names), seed)
+
+
+def deviations(sampler: TopicMixtureSampler, topics: np.ndarray, stop: int) -> tuple[float, float]:
+    """Largest |draws − cumulative target| over every prefix of [0, stop): per source, and per topic (global)."""
+    order = topics[sampler.indices(0, stop)]
+    names = sampler.topic_names
+    weights = np.zeros((stop, len(names)))
+    changes = [*sampler.history, (stop, {})]
+    for (start, ratios), (end, _) in zip(changes, changes[1:], strict=False):
+        weights[start:end] = [ratios.get(name, 0.0) for name in names]
+    topic_error = np.abs(np.cumsum(np.eye(len(names))[order], axis=0) - np.cumsum(weights, axis=0))
+    sources = sorted({name.split("/")[0] for name in names})
+    owner = np.array([sources.index(name.split("/")[0]) for name in names])
+    membership = np.eye(len(sources))[owner]  # topic x source
+    source_error = np.abs(np.cumsum(membership[order], axis=0) - np.cumsum(weights @ membership, axis=0))
+    return float(source_error.max()), float(topic_error.max())
+
+
+def paper_like_changes(sampler: TopicMixtureSampler, rng: np.random.Generator, positions: list[int]) -> None:
+    """Weight changes as large as the §3.2.1 rule makes (f_i in [1 − α, 1 + α], α up to 0.9), floor 0.005."""
+    names = sampler.topic_names
+    weights = np.array([sampler.weights.get(name, 0.0) for name in names])
+    for position in positions:
+        weights = weights * (1 + rng.choice([0.3, 0.5, 0.9]) * rng.uniform(-1, 1, len(names)))
+        weights = np.maximum(weights / weights.sum(), 0.005)
+        sampler.set_weights(dict(zip(names, weights / weights.sum(), strict=True)), position=position)
+
+
+@pytest.mark.parametrize("every", [8, 16, 32, 64])
+def test_re_setting_unchanged_weights_leaves_the_order_exactly_as_it_was(every):
+    names, topics = hierarchical_groups()
+    weights = dict(zip(names, np.random.default_rng(3).dirichlet(np.full(len(names), 0.5)), strict=True))
+    never = TopicMixtureSampler(topics, weights, seed=1, num_samples=4000, topic_names=names).indices(0, 4000)
+    sampler = TopicMixtureSampler(topics, weights, seed=1, num_samples=4000, topic_names=names)
+    drawn = []
+    for index in sampler:
+        drawn.append(index)
+        if len(drawn) % every == 0:
+            sampler.set_weights(weights)
+    assert drawn == never.tolist()
+    assert len(sampler.history) == 1 + 4000 // every  # every re-set is recorded, the last at the end of the epoch
+
+
+def test_a_small_source_is_not_starved_by_frequent_weight_updates():
+    """The docs' example regime: a round every 2 steps of 4 blocks. web-cn holds 30% of the mix."""
+    names = ["web-cn/a", "web-cn/b", "web-cn/c", "web-en/a", "web-en/b", "book-en"]
+    topics = topic_ids([200] * len(names))
+    weights = {"web-cn/a": 0.1, "web-cn/b": 0.1, "web-cn/c": 0.1, "web-en/a": 0.3, "web-en/b": 0.2, "book-en": 0.2}
+    for every in (8, 16, 64, None):
+        sampler = TopicMixtureSampler(topics, weights, seed=0, num_samples=512, topic_names=names)
+        drawn = []
+        for index in sampler:
+            drawn.append(index)
+            if every and len(drawn) % every == 0:
+                sampler.set_weights(weights)
+        chinese = np.isin(topics[drawn], [0, 1, 2]).mean()
+        assert abs(chinese - 0.3) < 1 / 512, every
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_with_constant_weights_every_source_is_within_tijdemans_bound_at_every_prefix(seed):
+    names, topics = hierarchical_groups(seed)
+    rng = np.random.default_rng(seed)
+    weights = np.maximum(rng.dirichlet(np.full(len(names), rng.choice([0.1, 0.5, 2.0]))), 0.005)
+    sampler = TopicMixtureSampler(topics, dict(enumerate(weights)), seed=seed, num_samples=5000, topic_names=names)
+    source_error, topic_error = deviations(sampler, topics, 5000)
+    sources = len(sampler.source_names)
+    assert sources == 6
+    assert source_error <= 1 - 1 / (2 * sources - 2) + 1e-6  # Tijdeman (1980): 1 − 1/(2n − 2) for n sources
+    assert topic_error < 2
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_after_weight_changes_at_arbitrary_positions_sources_stay_within_one_draw_and_topics_within_two(seed):
+    names, topics = hierarchical_groups(seed)
+    rng = np.random.default_rng(100 + seed)
+    weights = np.maximum(rng.dirichlet(np.full(len(names), 0.5)), 0.005)
+    sampler = TopicMixtureSampler(topics, dict(enumerate(weights)), seed=seed, num_samples=3000, topic_names=names)
+    positions = sorted(set(rng.integers(1, 3000, int(rng.integers(5, 100))).tolist()))
+    paper_like_changes(sampler, rng, positions)
+    assert min(min(w for w in ratios.values()) for _, ratios in sampler.history) < 0.006  # weights as small as 0.005
+    source_error, topic_error = deviations(sampler, topics, 3000)
+    assert source_error <= 1
+    assert topic_error <= 2
+
+
+def test_restarting_the_interleave_at_every_change_would_starve_small_groups():
+    """What the carried credit prevents: the same changes, each starting from zero credit (the old phase reset)."""
+    names, topics = hierarchical_groups(1)
+    rng = np.random.default_rng(7)
+    weights = np.maximum(rng.dirichlet(np.full(len(names), 0.5)), 0.005)
+    carried = TopicMixtureSampler(topics, dict(enumerate(weights)), seed=0, num_samples=2048, topic_names=names)
+    restarted = []
+    for start in range(0, 2048, 16):  # a fresh sampler per 16 draws: every change restarts the interleave
+        fresh = TopicMixtureSampler(topics, dict(enumerate(weights)), seed=0, num_samples=16, topic_names=names)
+        restarted.extend(topics[fresh.indices(0, 16)].tolist())
+        carried.set_weights(dict(enumerate(weights)), position=start)
+    counts = np.bincount(restarted, minlength=len(names))
+    assert np.abs(counts - weights * 2048).max() > 4  # small groups never reach their turn within 16 draws
+    assert deviations(carried, topics, 2048)[1] < 2
+
+
+# ---- excluded documents: what an earlier stage drew is drawn last ----
+def test_excluded_documents_are_drawn_only_after_every_other_document_of_their_topic():
+    topics = topic_ids([50, 30])
+    first = TopicMixtureSampler(topics, {0: 0.5, 1: 0.5}, seed=2, num_samples=40)
+    list(first)
+    drawn = first.drawn_mask()
+    assert drawn.sum() == 40
+    second = TopicMixtureSampler(topics, {0: 0.5, 1: 0.5}, seed=2, num_samples=60, exclude=drawn)
+    assert second.fresh_documents() == {"0": 50 - drawn[topics == 0].sum(), "1": 30 - drawn[topics == 1].sum()}
+    order = second.indices(0, 60)
+    for topic in (0, 1):
+        ours = order[topics[order] == topic]
+        fresh = second.fresh_documents()[str(topic)]
+        assert not drawn[ours[:fresh]].any()  # the first pass: only documents stage one did not draw
+        assert sorted(ours[:fresh].tolist()) == sorted(np.flatnonzero((topics == topic) & ~drawn).tolist())
+        # then a new pass over all of the topic's documents
+        assert len(set(ours[fresh : fresh + int((topics == topic).sum())].tolist())) == len(
+            ours[fresh:][: (topics == topic).sum()]
+        )
+    repeated = second.repeated_draws(60)
+    for topic in (0, 1):
+        count = int((topics[order] == topic).sum())
+        assert repeated[str(topic)] == max(0, count - second.fresh_documents()[str(topic)])
+    # A resumed sampler must exclude the very same documents.
+    state = json.loads(json.dumps(second.state_dict()))
+    with pytest.raises(ValueError, match="excluded 40 documents drawn by earlier stages, this sampler 0"):
+        TopicMixtureSampler(topics, {0: 1.0}, num_samples=60).load_state_dict(state)
+    resumed = TopicMixtureSampler(topics, {0: 1.0}, num_samples=60, exclude=np.flatnonzero(drawn))
+    resumed.load_state_dict(state)
+    assert resumed.indices(0, 60).tolist() == order.tolist()
+
+
+def test_a_curriculum_order_skips_excluded_documents_in_its_first_pass():
+    topics = topic_ids([10, 10])
+    members = np.flatnonzero(topics == 0)
+    exclude = members[[1, 4]]
+    sampler = TopicMixtureSampler(topics, {0: 1.0}, num_samples=18, exclude=exclude)
+    sampler.set_topic_order(0, members[::-1])
+    order = sampler.indices(0, 18)
+    first = [index for index in members[::-1] if index not in exclude]
+    assert order.tolist() == first + members[::-1][:10].tolist()
+    assert sampler.topic_pass(0, 3) == (0, 8)
+    assert sampler.topic_pass(0, 9) == (8, 18)
+
+
+def test_bad_exclusions_fail_with_one_sentence():
+    with pytest.raises(ValueError, match="exclude is a mask of 3 values for 4 dataset indices"):
+        TopicMixtureSampler(np.array([0, 0, 1, 1]), {0: 1.0}, exclude=np.array([True, False, True]))
+    with pytest.raises(ValueError, match=r"exclude holds values outside \[0, 4\)"):
+        TopicMixtureSampler(np.array([0, 0, 1, 1]), {0: 1.0}, exclude=[7])

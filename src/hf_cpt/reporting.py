@@ -49,7 +49,11 @@ def perplexity_section(tables: Mapping[str, PerplexityTable]) -> str:
 
 
 def tokens_section(recipe: Mapping[str, Any]) -> str:
-    """Tokens consumed per source against the stage's target ratio, with the deviation in blocks."""
+    """Tokens consumed per source against the stage's target, with the deviation in blocks, and block reuse.
+
+    The target is the source's cumulative target over the weight history (`target_blocks`) where the recipe
+    has it, else its final ratio times the tokens consumed.
+    """
     total = recipe["tokens_consumed"]
     block = recipe["max_length"]
     rows = []
@@ -57,25 +61,22 @@ def tokens_section(recipe: Mapping[str, Any]) -> str:
         target = entry["target_ratio"] or 0.0
         if not target and not entry["tokens_consumed"]:
             continue  # a source of the corpus this stage does not use
-        deviation = (entry["tokens_consumed"] - target * total) / block
-        rows.append(
-            [
-                source,
-                f"{target:.4f}",
-                f"{entry['consumed_ratio']:.4f}",
-                f"{round(target * total):,}",
-                f"{entry['tokens_consumed']:,}",
-                f"{deviation:+.2f}",
-            ]
-        )
-    header = [
-        "source",
-        "target ratio",
-        "consumed ratio",
-        "target tokens",
-        "consumed tokens",
-        "deviation (blocks)",
-    ]
+        target_tokens = entry["target_blocks"] * block if "target_blocks" in entry else target * total
+        deviation = (entry["tokens_consumed"] - target_tokens) / block
+        row = [
+            source,
+            f"{target:.4f}",
+            f"{entry['consumed_ratio']:.4f}",
+            f"{round(target_tokens):,}",
+            f"{entry['tokens_consumed']:,}",
+            f"{deviation:+.2f}",
+        ]
+        if "available_blocks" in entry:
+            row += [f"{entry['available_blocks']:,}", f"{entry['drawn_blocks']:,}", f"{entry['repeated_blocks']:,}"]
+        rows.append(row)
+    header = ["source", "target ratio", "consumed ratio", "target tokens", "consumed tokens", "deviation (blocks)"]
+    if rows and len(rows[0]) > len(header):
+        header += ["unused blocks at start", "drawn blocks", "repeated blocks"]
     return _markdown_table(header, rows)
 
 

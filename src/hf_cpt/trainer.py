@@ -28,7 +28,8 @@ from transformers.trainer_utils import get_last_checkpoint
 from hf_cpt.config import CPTConfig
 from hf_cpt.curriculum import PPLCurriculumCallback
 from hf_cpt.data.packing import GROUP_COLUMN, source_of
-from hf_cpt.mixture import TopicMixtureSampler, TopicPerplexityCallback
+from hf_cpt.mixture import TopicMixtureSampler, TopicPerplexityCallback, save_drawn_blocks
+from hf_cpt.mixture.stage import DRAWN_BLOCKS_NAME
 from hf_cpt.modeling import check_max_length, load_causal_lm
 from hf_cpt.perplexity import sequence_nll
 from hf_cpt.schedules import get_wsd_schedule_with_floor
@@ -234,7 +235,13 @@ class CPTTrainer(Trainer):
 
     # ---- data recipe in checkpoints ----
     def data_recipe(self) -> dict[str, Any]:
-        """Groups and sources with their target ratio and the tokens consumed so far (all ranks)."""
+        """Groups and sources with their target ratio and the tokens consumed so far (all ranks).
+
+        With a `TopicMixtureSampler`, each source also records `target_blocks` (its cumulative target: the sum
+        over the weight history of its share x blocks), `available_blocks` (blocks no earlier stage drew),
+        `drawn_blocks` (draws of this stage) and `repeated_blocks` (draws of a block that this stage or an
+        earlier one had already drawn).
+        """
         targets = dict(getattr(self.train_sampler, "target_ratios", None) or {})
         total = sum(self.tokens_consumed.values())
         groups = {
@@ -249,6 +256,8 @@ class CPTTrainer(Trainer):
                 source["target_ratio"] = (source["target_ratio"] or 0.0) + entry["target_ratio"]
         for source in sources.values():
             source["consumed_ratio"] = source["tokens_consumed"] / total if total else 0.0
+        if isinstance(self.train_sampler, TopicMixtureSampler):
+            self._add_block_counts(sources)
         recipe = {
             "max_length": self.args.max_length,
             "world_size": self.args.world_size,
@@ -262,12 +271,40 @@ class CPTTrainer(Trainer):
             recipe["weight_history"] = [{"position": position, "weights": weights} for position, weights in history]
         return recipe
 
+    def _trained_position(self) -> int:
+        """Blocks trained so far: the position of the sampler's order the optimizer steps have reached."""
+        args = self.args
+        return (
+            self.state.global_step
+            * args.per_device_train_batch_size
+            * args.gradient_accumulation_steps
+            * (args.world_size)
+        )
+
+    def _add_block_counts(self, sources: dict[str, dict[str, Any]]) -> None:
+        sampler = self.train_sampler
+        position = self._trained_position()
+        draws, repeated, fresh = sampler.draws_per_topic(position), sampler.repeated_draws(position), {}
+        targets = sampler.cumulative_targets(position)
+        for name, count in sampler.fresh_documents().items():
+            fresh[source_of(name)] = fresh.get(source_of(name), 0) + count
+        for name in sampler.topic_names:
+            entry = sources.setdefault(source_of(name), {"target_ratio": None, "tokens_consumed": 0})
+            entry["available_blocks"] = fresh[source_of(name)]
+            entry["target_blocks"] = entry.get("target_blocks", 0.0) + targets[name]
+            entry["drawn_blocks"] = entry.get("drawn_blocks", 0) + draws.get(name, 0)
+            entry["repeated_blocks"] = entry.get("repeated_blocks", 0) + repeated[name]
+
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         super().save_model(output_dir, _internal_call)
         if self.args.should_save and self.group_names:
             output_dir = output_dir if output_dir is not None else self.args.output_dir
             with open(os.path.join(output_dir, DATA_RECIPE_NAME), "w", encoding="utf-8") as file:
                 json.dump(self.data_recipe(), file, indent=2, ensure_ascii=False)
+            if isinstance(self.train_sampler, TopicMixtureSampler):
+                # What the next stage of the run excludes (`plan_stage(..., exclude=load_drawn_blocks(folder))`).
+                mask = self.train_sampler.drawn_mask(self._trained_position())
+                save_drawn_blocks(os.path.join(output_dir, DRAWN_BLOCKS_NAME), mask, self.train_dataset)
 
     def _save_checkpoint(self, model, trial) -> None:
         self._sync_tokens()

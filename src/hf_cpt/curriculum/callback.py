@@ -128,7 +128,8 @@ class PPLCurriculumCallback(TrainerCallback, ExportableState):
         self.scores_path: str | None = None
         self.rescores: list[dict[str, Any]] = []  # every re-scoring: step, draws per topic, file, digest
         self.progress: list[dict[str, Any]] = []
-        self._group_in_order: dict[str, np.ndarray] = {}
+        self._group_in_order: dict[str, np.ndarray] = {}  # difficulty group of every place of the order
+        self._first_pass_places: dict[str, np.ndarray] = {}  # the same for the first pass (unexcluded blocks)
 
     def _resolve_topics(self, groups: Sequence[str] | None) -> list[str]:
         drawn = list(self.sampler.weights)
@@ -220,17 +221,21 @@ class PPLCurriculumCallback(TrainerCallback, ExportableState):
             self.sampler.set_topic_order(topic, members[permutation])
             if self.scores is not None:
                 self._group_in_order[topic] = difficulty_groups(topic_scores, self.num_groups)[permutation]
+                # The first pass skips blocks an earlier stage drew: its places are the order's others.
+                first_pass = ~np.isin(members[permutation], self.sampler.excluded)
+                self._first_pass_places[topic] = self._group_in_order[topic][first_pass]
         logger.info("Curriculum %s installed in %d topics: %s.", self.order, len(self.topics), ", ".join(self.topics))
 
     # ---- re-scoring (an extension beyond the paper) ----
+    def _pass_places(self, topic: str, draw: int) -> tuple[int, np.ndarray]:
+        """The first draw number of the pass holding `draw`, and the difficulty group of each place of that pass."""
+        start, _ = self.sampler.topic_pass(topic, draw)
+        return start, self._first_pass_places[topic] if start == 0 else self._group_in_order[topic]
+
     def _unseen(self, topic: str, draws: int) -> tuple[np.ndarray, np.ndarray]:
         """The blocks of the topic's current pass drawn before draw `draws`, and those still to come, in order."""
-        size = len(self._group_in_order[topic])
-        pass_start = draws - draws % size
-        return (
-            self.sampler.topic_draws(topic, pass_start, draws),
-            self.sampler.topic_draws(topic, draws, pass_start + size),
-        )
+        start, stop = self.sampler.topic_pass(topic, draws)
+        return self.sampler.topic_draws(topic, start, draws), self.sampler.topic_draws(topic, draws, stop)
 
     def _rescore(self, args: TrainingArguments, state: TrainerState, model, tokenizer) -> None:
         """Score the blocks no rank has drawn yet under the current model and re-sort them (all ranks)."""
@@ -279,20 +284,23 @@ class PPLCurriculumCallback(TrainerCallback, ExportableState):
             new_scores = check_scores([scores[block] for block in upcoming.tolist()])
             easiest_first = np.argsort(new_scores if self.order == "LH" else -new_scores, kind="stable")
             ranked = upcoming[easiest_first]
-            places = self._group_in_order[topic][len(seen) :]
+            places = self._pass_places(topic, draws)[1][len(seen) :]
             for group in np.unique(places):
                 slots = np.flatnonzero(places == group)
                 ranked[slots] = rng.permutation(ranked[slots])
-            self.sampler.set_topic_order(topic, np.concatenate([seen, ranked]), from_draw=draws)
+            # In a first pass that skips excluded blocks, those keep the last places of the order.
+            rest = np.setdiff1d(self.sampler.topic_members(topic), np.concatenate([seen, upcoming]))
+            self.sampler.set_topic_order(topic, np.concatenate([seen, ranked, rest]), from_draw=draws)
 
     def current_groups(self, position: int) -> dict[str, int]:
         """The difficulty group of the last block each ordered topic had drawn before `position`."""
         draws = self.sampler.draws_per_topic(position)
-        return {
-            topic: int(groups[(draws[topic] - 1) % len(groups)])
-            for topic, groups in self._group_in_order.items()
-            if draws.get(topic, 0) > 0
-        }
+        groups = {}
+        for topic in self._group_in_order:
+            if draws.get(topic, 0) > 0:
+                start, places = self._pass_places(topic, draws[topic] - 1)
+                groups[topic] = int(places[draws[topic] - 1 - start])
+        return groups
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self.rescore_steps and state.global_step % self.rescore_steps == 0 and state.global_step < state.max_steps:

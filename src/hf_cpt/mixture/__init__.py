@@ -3,7 +3,7 @@ and the planning of a stage's draws."""
 
 from hf_cpt.mixture.callback import TopicPerplexityCallback, next_common_position
 from hf_cpt.mixture.sampler import TopicMixtureSampler
-from hf_cpt.mixture.stage import plan_stage, stage_group_weights
+from hf_cpt.mixture.stage import load_drawn_blocks, plan_stage, save_drawn_blocks, stage_group_weights
 from hf_cpt.mixture.update import MixtureUpdate, compute_mixture_update, update_mixture
 
 __all__ = [
@@ -11,8 +11,10 @@ __all__ = [
     "TopicMixtureSampler",
     "TopicPerplexityCallback",
     "compute_mixture_update",
+    "load_drawn_blocks",
     "next_common_position",
     "plan_stage",
+    "save_drawn_blocks",
     "stage_group_weights",
     "update_mixture",
 ]

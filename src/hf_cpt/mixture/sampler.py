@@ -1,43 +1,40 @@
-"""`TopicMixtureSampler`: one global order of dataset indices drawn by topic weights that can change online.
+"""`TopicMixtureSampler`: one global order of dataset indices drawn by group weights that can change online.
 
-How the order is made, and why each choice:
+- **Across groups**, `hf_cpt.mixture.interleave` decides which group each position draws from: first the
+  source, then a topic of that source (group names `source/topic`), each within about one draw of its
+  cumulative target at every prefix, with credits carried across weight changes.
+- **Within a group**, documents are drawn without replacement: pass p of topic i follows a keyed permutation
+  (a Feistel network with cycle walking, computed on the fly: nothing is shuffled in memory), or an order
+  handed in (the curriculum). A topic that runs out starts its next pass.
+- **Excluded documents** (those an earlier stage drew) come last: the first pass of a topic draws only the
+  others; once they run out, later passes draw from all documents.
 
-- **Within a topic**, documents are drawn without replacement: pass p of topic i follows a
-  pseudo-random permutation keyed by (seed, i, p), or an order handed in (the curriculum). A topic that
-  runs out starts its next pass. The permutation is a keyed Feistel network with cycle walking,
-  computed on the fly for the draws asked for: no shuffled copy is ever materialised, so the first draw
-  of a 100M-document topic costs what any other draw costs, and the order depends on our own integer
-  arithmetic only (not on a library's shuffle). The documents of all topics live in one array grouped
-  by topic: 4 bytes per document (8 above 2**31 documents) is all the sampler holds per document.
-- **Across topics**, draws are interleaved by stride scheduling: the k-th draw of topic i gets the
-  time (k + 1/2) / w_i, and draws are merged by (time, topic).
-  Every topic then keeps within a few draws of its share in every window of the order (a
-  low-discrepancy interleave, not independent coin flips), and the number of draws of each topic
-  after any q positions can be computed directly, without replaying the q positions.
-- **Weight changes** (`set_weights`) start a new segment of the interleave at a given position of
-  the order; topics continue their passes where they were. The schedule is the seed plus the list of
-  (position, weights), so `state_dict()` stays a few hundred bytes whatever the number of documents,
-  and `load_state_dict()` restores the very same order from any position.
-
-Positions count draws of the order from 0. An epoch is `num_samples` consecutive positions; epoch e
-covers positions [e * num_samples, (e + 1) * num_samples). The order is the same on every rank (no
-rank splitting here: accelerate's `BatchSamplerShard` gives each rank its own batches of it).
+The state is the seed, the list of weight changes and the position; positions count draws from 0 across
+epochs (epoch e covers positions [e * num_samples, (e + 1) * num_samples)). The order is the same on every
+rank: accelerate's `BatchSamplerShard` gives each rank its own batches of it.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from torch.utils.data import Sampler
 
-STATE_FORMAT = 1
-_CHUNK = 1 << 16  # draws generated per vectorised step of the interleave
+from hf_cpt.mixture.interleave import SegmentWeights, interleave
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = 2
+TOPIC_SEPARATOR = "/"  # `source/topic`: a group name without it is a source of its own
+_CHUNK = 1 << 16  # positions generated per step of iteration
+_SNAPSHOT_EVERY = 1 << 12  # interleave states kept every this many positions, for random access
 _BUILD_CHUNK = 1 << 22  # documents grouped per step when building the per-topic arrays
 _PASS_STREAM = 1  # tags the hashes that key the per-pass permutations
-_PHASE = 0.5  # offset of the first draw of each topic in the interleave, in strides
 _FEISTEL_ROUNDS = 3  # pairs of half-rounds
 
 
@@ -83,83 +80,50 @@ def _permute(
     return values.astype(np.int64)
 
 
-def _stride_times(draw: np.ndarray, stride: np.ndarray) -> np.ndarray:
-    """Time of the `draw`-th draw of a topic: (draw + 1/2) * stride. The one formula every caller uses,
-    so that counting and generating compare bit-identical floats."""
-    return (draw.astype(np.float64) + _PHASE) * stride
+def _feistel_halves(domain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """High and low bit counts of the Feistel network for permutations of range(domain)."""
+    _, bits = np.frexp(np.maximum(domain - 1, 0).astype(np.float64))  # bits = (domain − 1).bit_length()
+    bits = bits.astype(np.uint64)
+    low = bits // np.uint64(2)
+    return bits - low, low
 
 
-def _first_by_time(times: np.ndarray, topics: np.ndarray) -> int:
-    """Position of the earliest (time, topic) pair."""
-    return int(np.lexsort((topics, times))[0])
+def source_of(group: str) -> str:
+    """The source of a group name: `web-en` for `web-en/Law and Policy`, the name itself without a separator."""
+    return group.split(TOPIC_SEPARATOR, 1)[0]
 
 
-def _last_by_time(times: np.ndarray, topics: np.ndarray) -> int:
-    return int(np.lexsort((topics, times))[-1])
+class _InterleaveState:
+    """Where the interleave stands before a position: credits per source and topic, draws per topic."""
 
+    __slots__ = ("draws", "source_credit", "topic_credit")
 
-class _Segment:
-    """The interleave between two weight changes: the active topics and their strides (1 / weight)."""
+    def __init__(self, source_credit: np.ndarray, topic_credit: np.ndarray, draws: np.ndarray) -> None:
+        self.source_credit, self.topic_credit, self.draws = source_credit, topic_credit, draws
 
-    def __init__(self, weights: np.ndarray) -> None:
-        self.weights = weights
-        self.active = np.flatnonzero(weights > 0)
-        self.stride = 1.0 / weights[self.active]
-
-    def counts_at(self, q: int) -> np.ndarray:
-        """Draws of each active topic among the first q draws of this segment, exactly."""
-        if q == 0:
-            return np.zeros(len(self.active), dtype=np.int64)
-        # Start from every draw earlier than time q (within about K/2 of q draws), then add or remove
-        # single draws in (time, topic) order until there are exactly q.
-        threshold = float(q)
-        counts = np.maximum(0, np.ceil(threshold / self.stride - _PHASE)).astype(np.int64)
-        while True:  # make counts exactly #{k : time(k) < threshold} despite rounding
-            too_many = (counts > 0) & (_stride_times(counts - 1, self.stride) >= threshold)
-            too_few = _stride_times(counts, self.stride) < threshold
-            if not too_many.any() and not too_few.any():
-                break
-            counts = counts - too_many + too_few
-        while counts.sum() < q:
-            counts[_first_by_time(_stride_times(counts, self.stride), self.active)] += 1
-        while counts.sum() > q:
-            drawn = np.flatnonzero(counts > 0)
-            last = _stride_times(counts[drawn] - 1, self.stride[drawn])
-            counts[drawn[_last_by_time(last, self.active[drawn])]] -= 1
-        return counts
-
-    def next_topics(self, counts: np.ndarray, n: int) -> np.ndarray:
-        """Topic ids of the next n draws after `counts` draws per active topic."""
-        # Topic i takes fewer than (n + K) * w_i + 1 of the next n draws; candidates beyond that margin
-        # cannot be among them. The check below makes that a guarantee rather than an assumption.
-        margin = np.ceil((n + 2 * len(self.active)) * self.weights[self.active]).astype(np.int64) + 2
-        while True:
-            draws = np.concatenate([np.arange(c, c + m) for c, m in zip(counts, margin, strict=True)])
-            owner = np.repeat(np.arange(len(self.active)), margin)
-            times = _stride_times(draws, self.stride[owner])
-            # Candidates are laid out by topic, so a stable sort on time breaks ties by topic.
-            chosen = owner[np.argsort(times, kind="stable")[:n]]
-            if np.all(np.bincount(chosen, minlength=len(self.active)) < margin):
-                return chosen
-            margin *= 2
+    def copy(self) -> _InterleaveState:
+        return _InterleaveState(self.source_credit.copy(), self.topic_credit.copy(), self.draws.copy())
 
 
 class TopicMixtureSampler(Sampler[int]):
-    """Dataset indices drawn by topic proportions, one global order, exactly resumable.
+    """Dataset indices drawn by group proportions, one global order, exactly resumable.
 
     Args:
-        topics: the topic id (an integer in [0, number of topics)) of every dataset index.
-        weights: topic -> proportion, keyed by topic id or, with `topic_names`, by name. Normalised; a
-            topic left out or given 0 is never drawn.
-        seed: keys the permutation of every pass of every topic.
+        topics: the group id (an integer in [0, number of groups)) of every dataset index.
+        weights: group -> proportion, keyed by id or, with `topic_names`, by name. Normalised; a group left out
+            or given 0 is never drawn.
+        seed: keys the permutation of every pass of every group.
         num_samples: draws per epoch (`len(sampler)`); default: the number of documents.
-        topic_names: names of the topic ids (e.g. a `ClassLabel`'s names), for weights by name and logs.
-        shuffle: draw each pass of a topic in a seeded random order; False keeps dataset order (or the
-            order given by `set_topic_order`).
+        topic_names: names of the group ids (e.g. a `ClassLabel`'s names). Names `source/topic` make the
+            interleave hierarchical: each source keeps to its share, and each topic to its share within it.
+        shuffle: draw each pass of a group in a seeded random order; False keeps dataset order (or the order
+            given by `set_topic_order`).
+        exclude: dataset indices (or a boolean mask over them) to draw last, e.g. `drawn_mask()` of an earlier
+            stage's sampler: each group's first pass draws only the others.
 
     Example:
         >>> sampler = TopicMixtureSampler([0, 0, 1, 1, 1, 2], {0: 0.5, 1: 0.5}, seed=0, num_samples=8)
-        >>> order = list(sampler)  # indices 0-4 only: topic 2 has no weight
+        >>> order = list(sampler)  # indices 0-4 only: group 2 has no weight
         >>> sampler.set_weights({0: 0.2, 1: 0.8})  # takes effect at the next undrawn position
     """
 
@@ -171,6 +135,7 @@ class TopicMixtureSampler(Sampler[int]):
         num_samples: int | None = None,
         topic_names: Sequence[str] | None = None,
         shuffle: bool = True,
+        exclude: Sequence[int] | np.ndarray | None = None,
     ) -> None:
         topics = np.asarray(topics)
         if topics.ndim != 1 or len(topics) == 0:
@@ -196,45 +161,72 @@ class TopicMixtureSampler(Sampler[int]):
             raise ValueError(f"num_samples is {self.num_samples}; set it to the number of draws per epoch (> 0).")
         self.num_documents = len(topics)
         self._index_dtype = np.int32 if len(topics) < 2**31 else np.int64
-        self.topic_sizes, self._members = self._group_by_topic(topics)
+        self._excluded = self._excluded_indices(exclude)
+        self.topic_sizes, self._members, self._fresh = self._group_by_topic(topics)
         self._offsets = np.concatenate([[0], np.cumsum(self.topic_sizes)])
-        # Feistel halves of each topic's permutation domain: the bits of size − 1, split in two.
-        bits = np.array([int(size - 1).bit_length() if size > 0 else 0 for size in self.topic_sizes], dtype=np.uint64)
-        self._low_bits = bits // np.uint64(2)
-        self._high_bits = bits - self._low_bits
+        self.source_names = list(dict.fromkeys(source_of(name) for name in self.topic_names))
+        self._source_of_topic = np.array([self.source_names.index(source_of(n)) for n in self.topic_names])
+        self._topics_by_source = np.argsort(self._source_of_topic, kind="stable").astype(np.int64)
+        self._topic_starts = np.concatenate(
+            [[0], np.cumsum(np.bincount(self._source_of_topic, minlength=len(self.source_names)))]
+        ).astype(np.int64)
         self._permuted = np.full(self.num_topics, shuffle)  # topics drawn through a keyed permutation
         self._custom_order: dict[int, str] = {}  # topic -> fingerprint of the orders handed in
         # topic -> later orders [(first draw, order)]: draws from that draw number on follow that order.
         self._later_orders: dict[int, list[tuple[int, np.ndarray]]] = {}
+        self._first_pass: dict[int, list[np.ndarray]] = {}  # per custom order of a topic: its unexcluded part
         self._history: list[tuple[int, np.ndarray]] = [(0, self._weight_vector(weights, "weights"))]
-        self._segments: list[_Segment] = []
-        self._segment_starts: list[np.ndarray] = []  # draws per topic before each segment
+        self._segments: list[SegmentWeights] = []
+        self._reset_snapshots()
         self._epoch = 0
         self._position = 0
         self._version = 0  # bumped by every change of the schedule, so a live iterator regenerates
 
     # ---- construction ----
-    def _group_by_topic(self, topics: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Dataset indices grouped by topic (ascending within a topic) and the topic sizes.
+    def _excluded_indices(self, exclude: Sequence[int] | np.ndarray | None) -> np.ndarray:
+        """The excluded dataset indices, sorted and unique, from indices or a boolean mask."""
+        if exclude is None:
+            return np.zeros(0, dtype=self._index_dtype)
+        exclude = np.asarray(exclude)
+        if exclude.dtype == bool:
+            if len(exclude) != self.num_documents:
+                raise ValueError(
+                    f"exclude is a mask of {len(exclude)} values for {self.num_documents} dataset indices; "
+                    "give one value per row of the dataset the sampler draws from."
+                )
+            return np.flatnonzero(exclude).astype(self._index_dtype)
+        if len(exclude) and (not np.issubdtype(exclude.dtype, np.integer) or exclude.min() < 0 or
+                             exclude.max() >= self.num_documents):  # fmt: skip
+            raise ValueError(
+                f"exclude holds values outside [0, {self.num_documents}); give dataset indices of this dataset."
+            )
+        return np.unique(exclude).astype(self._index_dtype)
 
-        Chunked counting sort: a stable radix argsort of each chunk, copied into every topic's slot, so
-        the only full-size array is the result itself.
+    def _group_by_topic(self, topics: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Dataset indices grouped by topic, each topic's unexcluded ones first (ascending), and the counts.
+
+        Chunked counting sort on (topic, excluded): a stable radix argsort of each chunk, copied into every
+        slot, so the only full-size array is the result itself.
         """
-        narrow = np.uint8 if self.num_topics <= 256 else np.uint16 if self.num_topics <= 65536 else np.int64
-        small = topics.astype(narrow)  # radix sort on one or two bytes
-        sizes = np.bincount(small, minlength=self.num_topics).astype(np.int64)
-        members = np.empty(len(small), dtype=self._index_dtype)
-        cursor = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        for base in range(0, len(small), _BUILD_CHUNK):
-            chunk = small[base : base + _BUILD_CHUNK]
+        keys = 2 * self.num_topics
+        narrow = np.uint8 if keys <= 256 else np.uint16 if keys <= 65536 else np.int64
+        slots = topics.astype(narrow) * narrow(2)
+        if len(self._excluded):
+            slots[self._excluded] += narrow(1)
+        slot_sizes = np.bincount(slots, minlength=keys).astype(np.int64)
+        members = np.empty(len(slots), dtype=self._index_dtype)
+        cursor = np.concatenate([[0], np.cumsum(slot_sizes)[:-1]])
+        for base in range(0, len(slots), _BUILD_CHUNK):
+            chunk = slots[base : base + _BUILD_CHUNK]
             order = (np.argsort(chunk, kind="stable") + base).astype(self._index_dtype)
-            counts = np.bincount(chunk, minlength=self.num_topics)
+            counts = np.bincount(chunk, minlength=keys)
             starts = np.cumsum(counts) - counts
-            for topic in np.flatnonzero(counts):
-                count = counts[topic]
-                members[cursor[topic] : cursor[topic] + count] = order[starts[topic] : starts[topic] + count]
+            for slot in np.flatnonzero(counts):
+                count = counts[slot]
+                members[cursor[slot] : cursor[slot] + count] = order[starts[slot] : starts[slot] + count]
             cursor += counts
-        return sizes, members
+        fresh, excluded = slot_sizes[0::2], slot_sizes[1::2]
+        return fresh + excluded, members, fresh
 
     def _topic_id(self, key: int | str, field: str) -> int:
         if isinstance(key, str) and key in self.topic_names:
@@ -282,10 +274,15 @@ class TopicMixtureSampler(Sampler[int]):
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the sampler's arrays: 4 bytes per document plus a few per topic."""
-        arrays = (self._members, self.topic_sizes, self._offsets, self._low_bits, self._high_bits, self._permuted)
+        """Memory held by the sampler's arrays: 4 bytes per document plus a few per topic and snapshot."""
+        arrays = (self._members, self.topic_sizes, self._fresh, self._offsets, self._permuted, self._excluded)
         later = sum(order.nbytes for orders in self._later_orders.values() for _, order in orders)
-        return sum(array.nbytes for array in arrays) + later
+        first = sum(order.nbytes for orders in self._first_pass.values() for order in orders)
+        snapshots = sum(
+            state.source_credit.nbytes + state.topic_credit.nbytes + state.draws.nbytes
+            for state in self._snapshots.values()
+        )
+        return sum(array.nbytes for array in arrays) + later + first + snapshots
 
     @property
     def position(self) -> int:
@@ -296,12 +293,22 @@ class TopicMixtureSampler(Sampler[int]):
     def epoch(self) -> int:
         return self._epoch
 
+    @property
+    def excluded(self) -> np.ndarray:
+        """The excluded (drawn-last) dataset indices, ascending."""
+        return self._excluded.astype(np.int64)
+
+    def fresh_documents(self) -> dict[str, int]:
+        """Per topic, the documents its first pass draws (all of them unless some were excluded)."""
+        return {name: int(count) for name, count in zip(self.topic_names, self._fresh, strict=True)}
+
     def set_weights(self, weights: Mapping[int | str, float], position: int | None = None) -> None:
         """Draw by `weights` from `position` on (default: the next undrawn position).
 
-        Under several processes every rank must pass the same `position`, at or after every rank's own
-        next undrawn position (their DataLoaders draw ahead by different amounts); `TopicPerplexityCallback`
-        does this for you.
+        Every group keeps its credit (what it is owed against its cumulative target), so the change takes
+        over smoothly, and setting the weights already in force changes nothing. Under several processes every
+        rank must pass the same `position`, at or after every rank's own next undrawn position (their
+        DataLoaders draw ahead by different amounts); `TopicPerplexityCallback` does this for you.
         """
         vector = self._weight_vector(weights, "weights")
         position = self._position if position is None else int(position)
@@ -317,13 +324,14 @@ class TopicMixtureSampler(Sampler[int]):
             self._history[-1] = (position, vector)
         else:
             self._history.append((position, vector))
-        self._drop_segments_from(len(self._history) - 1)
+        del self._segments[len(self._history) - 1 :]
+        self._drop_snapshots_after(position)
 
     def set_topic_order(self, topic: int | str, order: Sequence[int] | np.ndarray, from_draw: int = 0) -> None:
         """Draw `topic`'s documents in this order (every pass), instead of its seeded permutations.
 
         `order` must hold each dataset index of the topic exactly once. This is how a curriculum (easy to
-        hard within a topic) plugs into the mixture.
+        hard within a topic) plugs into the mixture. Excluded documents are skipped in the first pass.
 
         With `from_draw` > 0 the order applies from the topic's `from_draw`-th draw on (counted across
         passes) and the draws before keep the orders they had, so a replay from position 0 stays exact.
@@ -341,21 +349,29 @@ class TopicMixtureSampler(Sampler[int]):
             )
         if from_draw < 0:
             raise ValueError(f"from_draw is {from_draw}; give a draw number >= 0.")
+        order = order.astype(self._index_dtype)
         if from_draw == 0:
             members[:] = order
             self._permuted[topic] = False
             self._later_orders.pop(topic, None)
-            self._custom_order[topic] = hashlib.blake2b(members.tobytes(), digest_size=8).hexdigest()
+            self._first_pass[topic] = [self._unexcluded(order)]
         else:
             if topic not in self._custom_order:
                 raise ValueError(
                     f"Topic {self.topic_names[topic]!r} has no order of its own to continue from; "
                     "install one with from_draw=0 first."
                 )
-            later = [(draw, kept) for draw, kept in self._later_orders.get(topic, []) if draw < from_draw]
-            self._later_orders[topic] = [*later, (int(from_draw), order.astype(self._index_dtype))]
-            self._custom_order[topic] = self._orders_digest(topic)
+            kept = [(draw, other) for draw, other in self._later_orders.get(topic, []) if draw < from_draw]
+            self._later_orders[topic] = [*kept, (int(from_draw), order)]
+            self._first_pass[topic] = self._first_pass[topic][: len(kept) + 1] + [self._unexcluded(order)]
+        self._custom_order[topic] = self._orders_digest(topic)
         self._version += 1
+
+    def _unexcluded(self, order: np.ndarray) -> np.ndarray:
+        """An order without the excluded documents (the order itself when none are excluded)."""
+        if not len(self._excluded):
+            return order
+        return order[~np.isin(order, self._excluded, assume_unique=True)]
 
     def _orders_digest(self, topic: int) -> str:
         """Fingerprint of every order a topic follows: its first order, then each later one and its first draw."""
@@ -372,94 +388,180 @@ class TopicMixtureSampler(Sampler[int]):
         draws = np.arange(start, max(start, stop), dtype=np.int64)
         return self._dataset_indices(np.full(len(draws), topic, dtype=np.int64), draws).astype(np.int64)
 
+    def topic_pass(self, topic: int | str, draw: int) -> tuple[int, int]:
+        """The draw numbers [start, stop) of the pass of `topic` that its `draw`-th draw belongs to.
+
+        The first pass holds the topic's unexcluded documents; every later pass all of them.
+        """
+        topic = self._topic_id(topic, "topic_pass")
+        fresh, size = int(self._fresh[topic]), int(self.topic_sizes[topic])
+        if draw < fresh:
+            return 0, fresh
+        start = fresh + (draw - fresh) // size * size
+        return start, start + size
+
     def topic_members(self, topic: int | str) -> np.ndarray:
         """The dataset indices of a topic's documents, ascending."""
         topic = self._topic_id(topic, "topic_members")
         return np.sort(self._members[self._offsets[topic] : self._offsets[topic + 1]]).astype(np.int64)
 
-    def _drop_segments_from(self, index: int) -> None:
-        del self._segments[index:]
-        del self._segment_starts[index:]
+    # ---- the interleave ----
+    def _reset_snapshots(self) -> None:
+        sources = len(self.source_names)
+        zeros = _InterleaveState(
+            np.zeros(sources, dtype=np.int64),
+            np.zeros(self.num_topics, dtype=np.int64),
+            np.zeros(self.num_topics, dtype=np.int64),
+        )
+        self._snapshots: dict[int, _InterleaveState] = {0: zeros}
+        self._snapshot_positions = [0]
+
+    def _drop_snapshots_after(self, position: int) -> None:
+        keep = bisect.bisect_right(self._snapshot_positions, position)
+        for dropped in self._snapshot_positions[keep:]:
+            del self._snapshots[dropped]
+        del self._snapshot_positions[keep:]
         self._version += 1
 
-    def _segment(self, index: int) -> _Segment:
+    def _segment(self, index: int) -> SegmentWeights:
         while len(self._segments) <= index:
-            j = len(self._segments)
-            self._segments.append(_Segment(self._history[j][1]))
-            if j == 0:
-                start = np.zeros(self.num_topics, dtype=np.int64)
-            else:
-                previous = self._segments[j - 1]
-                start = self._segment_starts[j - 1].copy()
-                start[previous.active] += previous.counts_at(self._history[j][0] - self._history[j - 1][0])
-            self._segment_starts.append(start)
+            vector = self._history[len(self._segments)][1]
+            self._segments.append(SegmentWeights(vector, self._source_of_topic, len(self.source_names)))
         return self._segments[index]
 
-    def _segment_index(self, position: int) -> int:
-        return int(np.searchsorted([p for p, _ in self._history], position, side="right")) - 1
+    def _run(self, start: int, stop: int, record: bool) -> tuple[_InterleaveState, np.ndarray, np.ndarray]:
+        """The interleave state at `stop`, and (with `record`) the topic and draw number of positions [start, stop).
+
+        Starts from the latest snapshot at or before `start` and keeps a snapshot every `_SNAPSHOT_EVERY`
+        positions on the way, so random access costs at most that many steps beyond the range itself.
+        """
+        first = self._snapshot_positions[bisect.bisect_right(self._snapshot_positions, start) - 1]
+        state = self._snapshots[first].copy()
+        count = stop - start if record else 0
+        topics, draws = np.empty(count, dtype=np.int64), np.empty(count, dtype=np.int64)
+        scratch_topics, scratch_draws = (
+            np.empty(_SNAPSHOT_EVERY, dtype=np.int64),
+            np.empty(_SNAPSHOT_EVERY, dtype=np.int64),
+        )
+        changes = [position for position, _ in self._history]
+        position = first
+        while position < stop:
+            index = bisect.bisect_right(changes, position) - 1
+            segment = self._segment(index)
+            end = min(stop, (position // _SNAPSHOT_EVERY + 1) * _SNAPSHOT_EVERY)
+            if index + 1 < len(changes):
+                end = min(end, changes[index + 1])
+            if record and position < start:
+                end = min(end, start)
+            if record and position >= start:
+                out_topic, out_draw = topics[position - start : end - start], draws[position - start : end - start]
+            else:
+                out_topic, out_draw = scratch_topics[: end - position], scratch_draws[: end - position]
+            interleave(
+                end - position,
+                segment.source,
+                segment.source_threshold,
+                segment.topic,
+                segment.topic_threshold,
+                self._topic_starts,
+                self._topics_by_source,
+                state.source_credit,
+                state.topic_credit,
+                state.draws,
+                out_topic,
+                out_draw,
+            )
+            position = end
+            if position % _SNAPSHOT_EVERY == 0 and position not in self._snapshots:
+                self._snapshots[position] = state.copy()
+                bisect.insort(self._snapshot_positions, position)
+        return state, topics, draws
+
+    def _draws_before(self, position: int) -> np.ndarray:
+        return self._run(position, position, record=False)[0].draws
 
     def draws_per_topic(self, position: int | None = None) -> dict[str, int]:
         """Draws of each topic before `position` (default: the next undrawn one), by topic name."""
-        position = self._position if position is None else position
-        counts = self._draws_before(position)
+        counts = self._draws_before(self._position if position is None else position)
         return {self.topic_names[i]: int(c) for i, c in enumerate(counts) if c > 0}
 
+    def draws_per_source(self, position: int | None = None) -> dict[str, int]:
+        """Draws of each source (all its topics) before `position` (default: the next undrawn one)."""
+        counts = self._draws_before(self._position if position is None else position)
+        totals = np.bincount(self._source_of_topic, weights=counts, minlength=len(self.source_names))
+        return {name: int(total) for name, total in zip(self.source_names, totals, strict=True) if total > 0}
+
     def passes(self, position: int | None = None) -> dict[str, float]:
-        """Passes over each drawn topic before `position`: 1.0 = every document of the topic drawn once."""
-        position = self._position if position is None else position
-        counts = self._draws_before(position)
+        """Passes over each drawn topic before `position`: 1.0 = as many draws as the topic has documents."""
+        counts = self._draws_before(self._position if position is None else position)
         return {self.topic_names[i]: c / self.topic_sizes[i] for i, c in enumerate(counts) if c > 0}
 
-    def _draws_before(self, position: int) -> np.ndarray:
-        index = self._segment_index(position)
-        segment = self._segment(index)
-        counts = self._segment_starts[index].copy()
-        counts[segment.active] += segment.counts_at(position - self._history[index][0])
-        return counts
+    def cumulative_targets(self, position: int | None = None) -> dict[str, float]:
+        """Per topic, its target number of draws before `position`: the sum over segments of weight x length."""
+        position = self._position if position is None else position
+        targets = np.zeros(self.num_topics)
+        changes = [*self._history, (max(position, self._history[-1][0]), None)]
+        for (start, vector), (end, _) in zip(changes, changes[1:], strict=False):
+            targets += vector * max(0, min(end, position) - start)
+        return {name: float(target) for name, target in zip(self.topic_names, targets, strict=True)}
+
+    def repeated_draws(self, position: int | None = None) -> dict[str, int]:
+        """Per topic, draws before `position` of documents drawn before (here or by the excluding stage)."""
+        counts = self._draws_before(self._position if position is None else position)
+        return {name: int(max(0, c - f)) for name, c, f in zip(self.topic_names, counts, self._fresh, strict=True)}
+
+    def drawn_mask(self, position: int | None = None) -> np.ndarray:
+        """A boolean mask over the dataset: the documents drawn before `position`, or excluded.
+
+        Give it as `exclude=` to the sampler of the next stage, so that stage draws unseen documents first.
+        """
+        counts = self._draws_before(self._position if position is None else position)
+        mask = np.zeros(self.num_documents, dtype=bool)
+        mask[self._excluded] = True
+        for topic in np.flatnonzero(counts):
+            drawn = min(int(counts[topic]), int(self._fresh[topic]) + int(self.topic_sizes[topic]))
+            mask[self.topic_draws(topic, 0, drawn)] = True
+        return mask
 
     # ---- drawing ----
     def _dataset_indices(self, topics: np.ndarray, draws: np.ndarray) -> np.ndarray:
         """Dataset index of the `draws[j]`-th draw of topic `topics[j]`, for every j, across passes."""
-        sizes = self.topic_sizes[topics]
-        passes, ranks = np.divmod(draws, sizes)
+        sizes, fresh = self.topic_sizes[topics], self._fresh[topics]
+        first = draws < fresh
+        later = np.maximum(draws - fresh, 0)
+        passes = np.where(first, 0, 1 + later // np.maximum(sizes, 1))
+        ranks = np.where(first, draws, later % np.maximum(sizes, 1))
+        domain = np.where(first, fresh, sizes)
         permuted = self._permuted[topics]
         if permuted.any():
             keys = _hash(self.seed, _PASS_STREAM, topics[permuted], passes[permuted])
-            chosen = topics[permuted]
-            ranks[permuted] = _permute(
-                ranks[permuted], sizes[permuted], self._high_bits[chosen], self._low_bits[chosen], keys
-            )
+            high, low = _feistel_halves(domain[permuted])
+            ranks[permuted] = _permute(ranks[permuted], domain[permuted], high, low, keys)
+        # First passes of permuted topics read the unexcluded documents, stored first in their slot.
         indices = self._members[self._offsets[topics] + ranks]
-        for topic, later in self._later_orders.items():
+        for topic in self._custom_order:
             chosen = np.flatnonzero(topics == topic)
+            if not len(chosen):
+                continue
+            later_orders = self._later_orders.get(topic, [])
+            orders = [self._members[self._offsets[topic] : self._offsets[topic + 1]]]
+            orders += [order for _, order in later_orders]
             # 0 = the topic's first order, k = the k-th later order: the last one starting at or before the draw.
-            which = np.searchsorted([draw for draw, _ in later], draws[chosen], side="right")
-            for k in np.unique(which[which > 0]):
-                rows = chosen[which == k]
-                indices[rows] = later[k - 1][1][ranks[rows]]
+            which = np.searchsorted([draw for draw, _ in later_orders], draws[chosen], side="right")
+            in_first = first[chosen]
+            for k in np.unique(which):
+                rows = chosen[(which == k) & ~in_first]
+                indices[rows] = orders[k][ranks[rows]]
+                rows = chosen[(which == k) & in_first]
+                indices[rows] = self._first_pass[topic][k][ranks[rows]]
         return indices
 
     def indices(self, start: int, stop: int) -> np.ndarray:
         """Dataset indices at positions [start, stop) of the order, as an array; the position is unchanged."""
-        out = np.empty(max(0, stop - start), dtype=np.int64)
-        position = start
-        while position < stop:
-            index = self._segment_index(position)
-            segment = self._segment(index)
-            segment_end = self._history[index + 1][0] if index + 1 < len(self._history) else stop
-            q = position - self._history[index][0]
-            n = min(_CHUNK, stop - position, segment_end - position)
-            counts = segment.counts_at(q)
-            chosen = segment.next_topics(counts, n)
-            taken = np.bincount(chosen, minlength=len(segment.active))
-            first_draw = self._segment_starts[index][segment.active] + counts
-            # Draws grouped by topic (in draw order within a topic): topic j's are first_draw[j], +1, ...
-            grouped = np.argsort(chosen, kind="stable")
-            topics = np.repeat(segment.active, taken)
-            draws = np.arange(n) + np.repeat(first_draw - (np.cumsum(taken) - taken), taken)
-            out[position - start + grouped] = self._dataset_indices(topics, draws)
-            position += n
-        return out
+        if stop <= start:
+            return np.empty(0, dtype=np.int64)
+        _, topics, draws = self._run(start, stop, record=True)
+        return self._dataset_indices(topics, draws).astype(np.int64)
 
     def __iter__(self) -> Iterator[int]:
         end = (self._epoch + 1) * self.num_samples
@@ -491,6 +593,9 @@ class TopicMixtureSampler(Sampler[int]):
         self._version += 1
 
     # ---- checkpointing ----
+    def _excluded_digest(self) -> str:
+        return hashlib.blake2b(self._excluded.astype(np.int64).tobytes(), digest_size=8).hexdigest()
+
     def state_dict(self) -> dict[str, Any]:
         """Everything that fixes the order and where it stands: seed, weight changes, epoch and position.
 
@@ -505,6 +610,7 @@ class TopicMixtureSampler(Sampler[int]):
             "position": self._position,
             "topic_names": self.topic_names,
             "topic_sizes": self.topic_sizes.tolist(),
+            "excluded": {"documents": len(self._excluded), "digest": self._excluded_digest()},
             "custom_orders": {self.topic_names[t]: digest for t, digest in sorted(self._custom_order.items())},
             "history": [{"position": p, "weights": w.tolist()} for p, w in self._history],
         }
@@ -512,11 +618,20 @@ class TopicMixtureSampler(Sampler[int]):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a `state_dict()`; iteration then continues at its position with the very same indices."""
         if state.get("format") != STATE_FORMAT:
-            raise ValueError(f"Sampler state has format {state.get('format')!r}; this version reads {STATE_FORMAT}.")
+            raise ValueError(
+                f"Sampler state has format {state.get('format')!r}; this version reads {STATE_FORMAT} "
+                "(a checkpoint written by an older hf-cpt: resume with that version or start the stage afresh)."
+            )
         if list(state["topic_sizes"]) != self.topic_sizes.tolist():
             raise ValueError(
                 "The saved sampler state was made for other topic sizes than this dataset's; "
                 "resume on the same training data (same topics, same documents)."
+            )
+        if state["excluded"] != {"documents": len(self._excluded), "digest": self._excluded_digest()}:
+            raise ValueError(
+                f"The saved sampler state excluded {state['excluded']['documents']} documents drawn by earlier "
+                f"stages, this sampler {len(self._excluded)} (or others); build it with the same exclude= "
+                "(the earlier stages' drawn blocks)."
             )
         saved_orders = dict(state["custom_orders"])
         ours = {self.topic_names[t]: digest for t, digest in self._custom_order.items()}
@@ -533,7 +648,9 @@ class TopicMixtureSampler(Sampler[int]):
         self._history = [
             (int(entry["position"]), np.asarray(entry["weights"], dtype=np.float64)) for entry in state["history"]
         ]
-        self._drop_segments_from(0)
+        self._segments = []
+        self._reset_snapshots()
+        self._version += 1
         self._epoch = int(state["epoch"])
         self._position = int(state["position"])
 
