@@ -160,3 +160,16 @@ def run_two_processes(worker: Path, *args: str) -> None:
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
+
+
+def wordnet_or_skip(data_root: Path):
+    """WordNet's reader over a copy in `data_root`; the test is skipped, with the install advice, when the
+    database (or nltk) is missing, unless `HF_CPT_REQUIRE_WORDNET=1` (CI) makes that a failure."""
+    from hf_cpt.synth.wordnet import load_wordnet
+
+    try:
+        return load_wordnet(data_root)
+    except (FileNotFoundError, ImportError) as error:
+        if os.environ.get("HF_CPT_REQUIRE_WORDNET") == "1":
+            raise
+        pytest.skip(f"{error} (scripts/install_wordnet.sh installs it as root)")
