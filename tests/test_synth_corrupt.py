@@ -1,6 +1,7 @@
 """The corruption transforms of Appendix C (§4.2) on the paper's own example, and corruption levels of a dataset.
 
-These tests read the real WordNet 3.0 database (`scripts/install_wordnet.sh` installs it).
+These tests read the real WordNet 3.0 database (`scripts/install_wordnet.sh` installs it); without it, those that
+need it are skipped, saying how to install it (a failure with `HF_CPT_REQUIRE_WORDNET=1`, as in CI).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import wordnet_or_skip
 from datasets import Dataset
 
 from hf_cpt.synth.corrupt import corrupt_dataset, corrupt_text, random_number_like
@@ -34,7 +36,7 @@ def nltk_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def wordnet(nltk_root):
-    return load_wordnet(nltk_root)
+    return wordnet_or_skip(nltk_root)
 
 
 def co_hyponyms(wordnet, noun: str) -> set[str]:

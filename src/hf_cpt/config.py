@@ -16,6 +16,7 @@ import torch
 from transformers import TrainingArguments
 
 from hf_cpt.curriculum.orders import ORDERS
+from hf_cpt.distributed import check_process_group
 from hf_cpt.modeling import hardware_supports_bf16
 
 
@@ -155,6 +156,7 @@ class CPTConfig(TrainingArguments):
                 f"{self.curriculum_order!r}; re-scoring needs curriculum_order LH or HL and a step count >= 1."
             )
         super().__post_init__()
+        check_process_group(self)
 
     def _check_mixture_fields(self) -> None:
         if isinstance(self.mixture_importance, str):

