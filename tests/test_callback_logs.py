@@ -63,15 +63,13 @@ def assert_trainer_and_callback_metrics_at_every_logging_step(log_history, extra
     assert sum("mixture/round" in entry for entry in log_history) == 3  # each round once, in no other entry
 
 
-def test_cpt_trainer_keeps_its_loss_and_per_group_logs_and_every_logger_gets_the_callback_metrics(
-    tmp_path, corpus, tokenizer
-):
+def cpt_trainer(corpus, tokenizer, output_dir, **overrides) -> CPTTrainer:
     args = micro_config(
-        tmp_path, max_steps=STEPS, logging_steps=LOGGING_STEPS, learning_rate=3e-3, warmup_steps=0,
+        output_dir, max_steps=STEPS, logging_steps=LOGGING_STEPS, learning_rate=3e-3, warmup_steps=0,
         mixture_alpha=0.5, mixture_round_steps=ROUND_STEPS, curriculum_order="LH", curriculum_groups=["web-cn"],
-        curriculum_num_groups=4, report_to="tensorboard",
+        curriculum_num_groups=4, **overrides,
     )  # fmt: skip
-    trainer = CPTTrainer(
+    return CPTTrainer(
         model=make_model(len(tokenizer)),
         args=args,
         train_dataset=corpus.train,
@@ -79,6 +77,12 @@ def test_cpt_trainer_keeps_its_loss_and_per_group_logs_and_every_logger_gets_the
         processing_class=tokenizer,
         topic_eval_dataset=corpus.validation,
     )
+
+
+def test_cpt_trainer_keeps_its_loss_and_per_group_logs_and_every_logger_gets_the_callback_metrics(
+    tmp_path, corpus, tokenizer
+):
+    trainer = cpt_trainer(corpus, tokenizer, tmp_path, report_to="tensorboard")
     trainer.train()
     assert_trainer_and_callback_metrics_at_every_logging_step(
         trainer.state.log_history, extra_keys=[f"loss/{CHINESE}", f"tokens/{CHINESE}", "loss/web-en/Law and Policy"]
@@ -89,6 +93,15 @@ def test_cpt_trainer_keeps_its_loss_and_per_group_logs_and_every_logger_gets_the
     for tag in ("train/loss", f"train/loss/{CHINESE}", "train/mixture/round", f"train/curriculum/group/{CHINESE}"):
         assert [event.step for event in scalars.Scalars(tag)] == [2, 4, 6], tag
     assert [event.value for event in scalars.Scalars("train/mixture/round")] == [0, 1, 2]
+
+
+def test_a_round_queued_when_a_checkpoint_is_saved_goes_out_after_resuming(tmp_path, corpus, tokenizer):
+    # Step 3 runs a round and saves a checkpoint before the next logging step (4) could carry it.
+    cpt_trainer(corpus, tokenizer, tmp_path / "full", save_strategy="steps", save_steps=3).train()
+    resumed = cpt_trainer(corpus, tokenizer, tmp_path / "resumed")
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-3"))
+    logs = {entry["step"]: entry for entry in resumed.state.log_history if "loss" in entry}
+    assert (logs[4]["mixture/round"], logs[6]["mixture/round"]) == (1, 2)
 
 
 class RecordingReporter(TrainerCallback):
