@@ -13,6 +13,7 @@ from transformers import PreTrainedTokenizerBase
 from hf_cpt.data.packing import (
     GROUP_COLUMN,
     pack_documents,
+    read_group_ids,
     require_eos,
     split_by_topic,
     tokenize_documents,
@@ -61,7 +62,7 @@ class Corpus:
         max_length = self.max_length if max_length is None else max_length
         if max_length < 2:
             raise ValueError(f"max_length is {max_length}; set it to the block length in tokens (e.g. 2048).")
-        groups = np.asarray(self.validation.with_format("numpy", columns=[GROUP_COLUMN])[GROUP_COLUMN])
+        groups = read_group_ids(self.validation)
         parts = {
             self.group_names[group]: pack_documents(
                 self.validation.select(np.flatnonzero(groups == group)).select_columns(["input_ids"]),

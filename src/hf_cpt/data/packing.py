@@ -189,6 +189,15 @@ def with_group_column(parts: Mapping[str, Dataset], names: Sequence[str] | None 
     return concatenate_datasets(labelled)
 
 
+def read_group_ids(dataset: Dataset) -> np.ndarray:
+    """The `group` column as a NumPy array, read through Arrow in one call.
+
+    `np.asarray(dataset["group"])` goes through the lazy `Column` of datasets 5 row by row: 25 s for
+    2M rows here, against 5 ms this way (7 s when the dataset has an indices mapping, e.g. after `shuffle`).
+    """
+    return dataset.with_format("arrow", columns=[GROUP_COLUMN])[:][GROUP_COLUMN].to_numpy()
+
+
 def group_sizes(group_ids: np.ndarray, names: Sequence[str]) -> dict[str, int]:
     """Rows per group name, from the `group` column already read into an array (read it once)."""
     counts = np.bincount(np.asarray(group_ids, dtype=np.int64), minlength=len(names))
