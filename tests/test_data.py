@@ -4,8 +4,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import CORPUS_LAYOUT, WORDS_PER_GROUP, make_tokenizer
+import torch
+from conftest import CORPUS_LAYOUT, WORDS_PER_GROUP, make_model, make_tokenizer
 from datasets import Dataset
+from transformers import Trainer, TrainingArguments, default_data_collator
 
 from hf_cpt.data import load_corpus, load_source, pack_documents, tokenize_documents
 from hf_cpt.data.packing import group_sizes
@@ -64,8 +66,16 @@ def test_packing_joins_documents_with_eos_into_full_blocks():
     packed = pack_documents(documents, eos_token_id=1, max_length=4)
     # Stream: 5 6 7 1 8 9 1 10 11 12 13 1 -> three full blocks, nothing left over.
     assert packed["input_ids"] == [[5, 6, 7, 1], [8, 9, 1, 10], [11, 12, 13, 1]]
+    assert packed["labels"] == packed["input_ids"]  # as run_clm.py's group_texts makes them
     shorter = pack_documents(documents, eos_token_id=1, max_length=5)
     assert shorter["input_ids"] == [[5, 6, 7, 1, 8], [9, 1, 10, 11, 12]]  # the partial tail is dropped
+    kept = pack_documents(documents, eos_token_id=1, max_length=5, keep_tail=True)
+    assert kept["input_ids"] == [[5, 6, 7, 1, 8], [9, 1, 10, 11, 12], [13, 1, 1, 1, 1]]
+    assert kept["labels"] == [[5, 6, 7, 1, 8], [9, 1, 10, 11, 12], [13, 1, -100, -100, -100]]  # filler not scored
+    # A one-token tail would predict nothing (a block's first token has no context): dropped all the same.
+    assert pack_documents(documents, eos_token_id=1, max_length=11, keep_tail=True)["input_ids"] == [
+        [5, 6, 7, 1, 8, 9, 1, 10, 11, 12, 13]
+    ]
 
 
 def test_every_block_is_pure_in_its_topic_and_full(corpus_path, tokenizer):
@@ -120,3 +130,39 @@ def test_extra_training_documents_join_their_source_and_need_its_columns(corpus_
             32,
             extra_train={"synthesis-en": extra.rename_column("text", "body")},
         )
+
+
+def test_validation_blocks_pack_each_groups_documents_scoring_every_token_once(corpus_path, tokenizer):
+    corpus = load_corpus(corpus_path, SOURCES, tokenizer, max_length=32, topic_sources=["web-en", "web-cn"])
+    assert corpus.train["labels"] == corpus.train["input_ids"]
+    blocks = corpus.validation_blocks()
+    assert blocks.column_names == ["input_ids", "labels", "group"]
+    assert blocks.features["group"].names == corpus.group_names
+    eos = tokenizer.eos_token_id
+    for group, name in enumerate(corpus.group_names):
+        documents = [row["input_ids"] for row in corpus.validation if row["group"] == group]
+        stream = [token for document in documents for token in [*document, eos]]
+        rows = [row for row in blocks if row["group"] == group]
+        assert all(len(row["input_ids"]) == 32 for row in rows)
+        assert len(rows) == len(stream) // 32 + (len(stream) % 32 >= 2), name
+        labels = [token for row in rows for token in row["labels"]]
+        kept = stream[: len(rows) * 32]
+        assert labels == kept + [-100] * (len(rows) * 32 - len(kept))  # every token once, the filler never
+        assert [token for row in rows for token in row["input_ids"]][: len(kept)] == kept
+    assert len(corpus.validation_blocks(max_length=16)[0]["input_ids"]) == 16
+
+
+def test_validation_blocks_evaluate_in_a_plain_trainer(tmp_path, corpus_path, tokenizer):
+    corpus = load_corpus(corpus_path, SOURCES, tokenizer, max_length=32, topic_sources=["web-en", "web-cn"])
+    blocks = corpus.validation_blocks()
+    model = make_model(len(tokenizer))
+    args = TrainingArguments(str(tmp_path), per_device_eval_batch_size=1, use_cpu=True, report_to="none")
+    trainer = Trainer(model=model, args=args, eval_dataset=blocks, data_collator=default_data_collator)
+    metrics = trainer.evaluate()
+    with torch.no_grad():  # the mean over blocks of each block's mean NLL over its scored tokens
+        losses = [
+            model(input_ids=torch.tensor([row["input_ids"]]), labels=torch.tensor([row["labels"]])).loss.item()
+            for row in blocks
+        ]
+    assert all(np.isfinite(losses))  # every block has tokens to predict
+    assert metrics["eval_loss"] == pytest.approx(sum(losses) / len(losses), rel=1e-5)

@@ -47,7 +47,7 @@ def mixture_trainer(corpus, tokenizer, output_dir, steps: int = 8, **overrides) 
 
 
 def test_cpt_trainer_reweights_topics_by_the_papers_rule_every_round(tmp_path, corpus, tokenizer):
-    trainer = mixture_trainer(corpus, tokenizer, tmp_path)
+    trainer = mixture_trainer(corpus, tokenizer, tmp_path, logging_steps=1)  # a log between every two rounds
     initial = trainer.train_sampler.weights
     trainer.train()
     history = json.loads((tmp_path / "topic_mixture.json").read_text())
@@ -72,9 +72,11 @@ def test_cpt_trainer_reweights_topics_by_the_papers_rule_every_round(tmp_path, c
     positions = [position for position, _ in trainer.train_sampler.history]
     assert positions[0] == 0
     assert all(p % 4 == 0 and p >= 4 * step for p, step in zip(positions[1:], (2, 4, 6, 8), strict=True))
-    # The Trainer's loggers got every term of the rule.
+    # The Trainer's loggers got every term of the rule, each round with the Trainer's next log.
     logged = [entry for entry in trainer.state.log_history if "mixture/round" in entry]
     assert [entry["mixture/round"] for entry in logged] == [0, 1, 2, 3, 4]
+    assert [entry["step"] for entry in logged] == [1, 2, 4, 6, 8]
+    assert all("loss" in entry and f"loss/{WEB_EN[0]}" in entry for entry in logged)
     for key in ("perplexity", "delta_ppl", "delta", "factor", "proportion", "passes"):
         assert f"mixture/{key}/{WEB_EN[0]}" in logged[1]
     # The data recipe carries the weight history.

@@ -1,5 +1,6 @@
 """CPTTrainer: the paper's training setup, per-group accounting, the data recipe, and exact resume."""
 
+import dataclasses
 import json
 
 import pytest
@@ -139,10 +140,17 @@ def test_max_length_above_the_models_context_fails_at_start(tmp_path, tokenizer)
 
 
 def test_plain_training_arguments_are_converted_keeping_their_values(tmp_path, tokenizer):
-    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=3e-4, report_to="none", use_cpu=True)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), learning_rate=3e-4, report_to="none", use_cpu=True, hub_token="hf_secret",
+        lr_scheduler_type="cosine", logging_steps=7, save_steps=9, warmup_steps=3, bf16=True,
+    )  # fmt: skip
+    assert args.to_dict()["hub_token"] != "hf_secret"  # to_dict() masks it: the conversion must not go through it
     trainer = CPTTrainer(model=make_model(len(tokenizer), context=8192), args=args)
     assert isinstance(trainer.args, CPTConfig)
-    assert trainer.args.learning_rate == 3e-4
+    assert trainer.args.hub_token == "hf_secret"
+    for field in dataclasses.fields(TrainingArguments):
+        if field.init:
+            assert getattr(trainer.args, field.name) == getattr(args, field.name), field.name
     assert trainer.args.max_length == CPTConfig.max_length
 
 

@@ -2,7 +2,8 @@
 
 from hf_cpt.config import CPTConfig
 from hf_cpt.curriculum import PPLCurriculumCallback, score_perplexity
-from hf_cpt.mixture import TopicMixtureSampler, TopicPerplexityCallback, update_mixture
+from hf_cpt.data import collate_blocks, load_corpus
+from hf_cpt.mixture import TopicMixtureSampler, TopicPerplexityCallback, plan_stage, update_mixture
 from hf_cpt.trainer import CPTTrainer
 
 __version__ = "0.1.0.dev0"
@@ -13,6 +14,9 @@ __all__ = [
     "PPLCurriculumCallback",
     "TopicMixtureSampler",
     "TopicPerplexityCallback",
+    "collate_blocks",
+    "load_corpus",
+    "plan_stage",
     "score_perplexity",
     "update_mixture",
 ]

@@ -13,6 +13,7 @@ What it adds to `Trainer`, and nothing else:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hf_cpt.config import CPTConfig
 from hf_cpt.curriculum import PPLCurriculumCallback
-from hf_cpt.data.packing import GROUP_COLUMN, source_of
+from hf_cpt.data.packing import GROUP_COLUMN, collate_blocks, source_of
 from hf_cpt.mixture import TopicMixtureSampler, TopicPerplexityCallback, save_drawn_blocks
 from hf_cpt.mixture.stage import DRAWN_BLOCKS_NAME
 from hf_cpt.modeling import check_max_length, load_causal_lm
@@ -37,15 +38,6 @@ from hf_cpt.schedules import get_wsd_schedule_with_floor
 logger = logging.getLogger(__name__)
 
 DATA_RECIPE_NAME = "data_recipe.json"
-
-
-def collate_blocks(features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Stack packed blocks: `input_ids`, `labels` (= inputs; the model shifts them) and `group` when present."""
-    input_ids = torch.tensor([feature["input_ids"] for feature in features], dtype=torch.long)
-    batch = {"input_ids": input_ids, "labels": input_ids.clone()}
-    if GROUP_COLUMN in features[0]:
-        batch[GROUP_COLUMN] = torch.tensor([feature[GROUP_COLUMN] for feature in features], dtype=torch.long)
-    return batch
 
 
 class CPTTrainer(Trainer):
@@ -82,8 +74,8 @@ class CPTTrainer(Trainer):
             name = model if isinstance(model, str) else type(model).__name__
             args = CPTConfig(output_dir=f"{str(name).split('/')[-1]}-cpt")
         elif not isinstance(args, CPTConfig):
-            values = {k: v for k, v in args.to_dict().items() if not k.startswith("_")}
-            values["bf16"] = args.bf16
+            # From the dataclass fields, not `to_dict()`, which masks `hub_token` and every other `*_token`.
+            values = {field.name: getattr(args, field.name) for field in dataclasses.fields(args) if field.init}
             args = CPTConfig(**values)
         if isinstance(model, str):
             model = load_causal_lm(model, args.attn_implementation)

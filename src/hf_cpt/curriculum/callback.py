@@ -4,8 +4,10 @@ At the start of training the callback scores the training blocks of the chosen t
 being trained (or takes scores you computed, e.g. with `hf-cpt score-ppl`), turns them into an order
 per topic (`LH` by default: ten equal-count perplexity groups, low to high) and installs it in the
 sampler. The mixture across topics is untouched: the sampler still decides which topic each draw
-comes from, and the curriculum decides which block of that topic. At every logging step it logs the
-difficulty group each topic has reached.
+comes from, and the curriculum decides which block of that topic. At every logging step the difficulty
+group each topic has reached joins the Trainer's log (`hf_cpt.callback_logs`), beside its `loss`. At the
+start of training it checks, as `TopicPerplexityCallback` does, that the Trainer trains from the rows the
+sampler indexes.
 
 With packed training data the unit of the curriculum is what the sampler draws: a block of
 `max_length` tokens of one topic. Scores are written to `curriculum_scores.npy` in the output folder
@@ -32,13 +34,14 @@ from typing import Any
 
 import numpy as np
 from datasets import Dataset
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ExportableState
 
+from hf_cpt.callback_logs import LogMergingCallback, is_training_log
 from hf_cpt.curriculum.orders import ORDERS, check_scores, curriculum_order, difficulty_groups
 from hf_cpt.curriculum.scoring import score_perplexity
 from hf_cpt.data.packing import source_of
-from hf_cpt.mixture.callback import next_common_position
+from hf_cpt.mixture.callback import check_training_rows, next_common_position
 from hf_cpt.mixture.sampler import TopicMixtureSampler
 
 logger = logging.getLogger(__name__)
@@ -54,7 +57,7 @@ def _digest(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-class PPLCurriculumCallback(TrainerCallback, ExportableState):
+class PPLCurriculumCallback(LogMergingCallback, ExportableState):
     """Curriculum within topics for a `Trainer` drawing from a `TopicMixtureSampler`.
 
     Add it before `TopicPerplexityCallback` (CPTTrainer does): the orders must be in place when the
@@ -71,7 +74,8 @@ class PPLCurriculumCallback(TrainerCallback, ExportableState):
         disciplines: per-block discipline labels, for `PB`, `BP` and `PBP`.
         seed: shuffles blocks within a difficulty group.
         num_groups: difficulty groups (the paper: 10).
-        trainer: the Trainer, whose `log` carries the difficulty groups to every `report_to` logger.
+        trainer: the Trainer. With it the difficulty groups reach every `report_to` logger (the callback
+            places itself ahead of them); without it, `state.log_history` and the callbacks after this one.
         batch_tokens: token budget of a scoring batch.
         rescore_steps: re-score the blocks not drawn yet every this many optimizer steps (`LH` and `HL`
             only; an extension beyond the paper, off by default).
@@ -109,6 +113,7 @@ class PPLCurriculumCallback(TrainerCallback, ExportableState):
                 f"train_dataset has {len(train_dataset)} rows but the sampler indexes {sampler.num_documents}; "
                 "give the dataset the sampler was built on."
             )
+        super().__init__(trainer)
         self.sampler = sampler
         self.train_dataset = train_dataset
         self.order = order
@@ -122,7 +127,6 @@ class PPLCurriculumCallback(TrainerCallback, ExportableState):
         self.disciplines = disciplines
         self.seed = seed
         self.num_groups = num_groups
-        self.trainer = trainer
         self.batch_tokens = batch_tokens
         self.rescore_steps = rescore_steps
         self.scores_path: str | None = None
@@ -180,6 +184,8 @@ class PPLCurriculumCallback(TrainerCallback, ExportableState):
 
     # ---- training events ----
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        check_training_rows(self.sampler, args, self.trainer, kwargs.get("train_dataloader"))
         restored = self._restore(state)
         if self.scores is None and self.order in ("LH", "HL"):
             self.scores = self._score(kwargs["model"], kwargs.get("processing_class"), args)
@@ -305,16 +311,18 @@ class PPLCurriculumCallback(TrainerCallback, ExportableState):
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self.rescore_steps and state.global_step % self.rescore_steps == 0 and state.global_step < state.max_steps:
             self._rescore(args, state, kwargs["model"], kwargs.get("processing_class"))
-        if not control.should_log or not self._group_in_order:
-            return
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs=None, **kwargs):
+        if is_training_log(logs) and self._group_in_order:
+            self._record_progress(args, state)
+        super().on_log(args, state, control, logs=logs, **kwargs)
+
+    def _record_progress(self, args: TrainingArguments, state: TrainerState) -> None:
+        """The difficulty group each ordered topic has reached at this logging step: logged and kept."""
         global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
         groups = self.current_groups(state.global_step * global_batch)  # epochs continue the sampler's stream
         self.progress.append({"step": state.global_step, "groups": groups})
-        metrics = {f"curriculum/group/{topic}": group for topic, group in groups.items()}
-        if self.trainer is not None:
-            self.trainer.log(metrics)
-        else:
-            state.log_history.append({**metrics, "step": state.global_step})
+        self.queue_metrics({f"curriculum/group/{topic}": group for topic, group in groups.items()})
         if state.is_world_process_zero:
             payload = {"order": self.order, "topics": self.topics, "num_groups": self.num_groups}
             payload["progress"] = self.progress

@@ -2,7 +2,14 @@
 
 from hf_cpt.data.corpus import Corpus, load_corpus
 from hf_cpt.data.demo import DEMO_CORPUS_PATH, demo_snippets_path
-from hf_cpt.data.packing import GROUP_COLUMN, group_name, pack_documents, source_of, tokenize_documents
+from hf_cpt.data.packing import (
+    GROUP_COLUMN,
+    collate_blocks,
+    group_name,
+    pack_documents,
+    source_of,
+    tokenize_documents,
+)
 from hf_cpt.data.recipes import MIXTURES, TOPIC_SOURCES, flatten_mixture, normalize_ratios, resolve_mixture
 from hf_cpt.data.sources import load_source
 
@@ -12,6 +19,7 @@ __all__ = [
     "MIXTURES",
     "TOPIC_SOURCES",
     "Corpus",
+    "collate_blocks",
     "demo_snippets_path",
     "flatten_mixture",
     "group_name",

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 from datasets import Dataset, concatenate_datasets
 from datasets.utils import tqdm
 from transformers import PreTrainedTokenizerBase
@@ -14,6 +15,7 @@ from hf_cpt.data.packing import (
     GROUP_COLUMN,
     datasets_progress_bars,
     pack_documents,
+    read_group_ids,
     require_eos,
     split_by_topic,
     tokenize_documents,
@@ -29,17 +31,50 @@ class Corpus:
     """Training blocks and validation documents of several sources, sharing one set of group ids.
 
     Attributes:
-        train: packed blocks, columns `input_ids` (`max_length` tokens each) and `group`.
-        validation: whole documents (truncated to `max_length`), columns `input_ids` and `group`;
-            None when no source has a validation split.
+        train: packed blocks, columns `input_ids` (`max_length` tokens each), `labels` (equal to
+            `input_ids`, as `run_clm.py` makes them, for `default_data_collator`) and `group`.
+        validation: whole documents (truncated to `max_length`), columns `input_ids` and `group`: what the
+            topic mixture measures per topic; None when no source has a validation split.
+        max_length: tokens per training block.
+        eos_token_id: the token that separates packed documents.
     """
 
     train: Dataset
     validation: Dataset | None
+    max_length: int
+    eos_token_id: int
 
     @property
     def group_names(self) -> list[str]:
         return self.train.features[GROUP_COLUMN].names
+
+    def validation_blocks(self, max_length: int | None = None) -> Dataset:
+        """The validation documents packed per group, for a standard eval loop (`Trainer(eval_dataset=...)`).
+
+        Columns `input_ids`, `labels` and `group`, `max_length` tokens per block (default: the training
+        block length). Documents are joined with EOS as in training; each group's last block is filled up
+        with EOS tokens whose labels are -100, so no validation token is left out and the filler is never
+        scored. Each document is as loaded, i.e. truncated to the corpus' `max_length`.
+        """
+        if self.validation is None:
+            raise ValueError(
+                "The corpus has no validation documents; add validation files (data/<source>/validation*.jsonl "
+                "or .parquet) to the sources."
+            )
+        max_length = self.max_length if max_length is None else max_length
+        if max_length < 2:
+            raise ValueError(f"max_length is {max_length}; set it to the block length in tokens (e.g. 2048).")
+        groups = read_group_ids(self.validation)
+        parts = {
+            self.group_names[group]: pack_documents(
+                self.validation.select(np.flatnonzero(groups == group)).select_columns(["input_ids"]),
+                self.eos_token_id,
+                max_length,
+                keep_tail=True,
+            )
+            for group in np.unique(groups)
+        }
+        return with_group_column(parts, self.group_names)
 
 
 def load_corpus(
@@ -56,6 +91,10 @@ def load_corpus(
     source_paths: Mapping[str, str] | None = None,
 ) -> Corpus:
     """Load, tokenise and pack every source; sources in `topic_sources` are packed per topic.
+
+    The training blocks carry `labels` equal to `input_ids` (as `run_clm.py`'s `group_texts`), so they
+    train with `default_data_collator`, `collate_blocks` or `CPTTrainer`; `Corpus.validation_blocks()`
+    packs the validation documents the same way for a standard eval loop.
 
     Args:
         path: Hub dataset id or local folder laid out as `data/<source>/<split>*.parquet|jsonl`.
@@ -122,7 +161,7 @@ def load_corpus(
     train = with_group_column(train_parts, names)
     validation = with_group_column(validation_parts, names) if validation_parts else None
     logger.info("Packed %d blocks of %d tokens in %d groups.", len(train), max_length, len(train_parts))
-    return Corpus(train=train, validation=validation)
+    return Corpus(train=train, validation=validation, max_length=max_length, eos_token_id=eos_token_id)
 
 
 def _with_extra(raw: Dataset, extra: Dataset, source: str, text_column: str) -> Dataset:

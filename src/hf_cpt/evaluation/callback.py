@@ -10,23 +10,25 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import TrainerControl, TrainerState, TrainingArguments
 
+from hf_cpt.callback_logs import LogMergingCallback
 from hf_cpt.evaluation.benchmarks import Benchmark, resolve_benchmarks
 from hf_cpt.evaluation.runner import evaluate, require_lm_eval
 
 logger = logging.getLogger(__name__)
 
 
-class EvaluationCallback(TrainerCallback):
+class EvaluationCallback(LogMergingCallback):
     """Run benchmarks on the model in training and log `eval/<benchmark>` scores.
 
     `every="stage_end"` evaluates once when training ends (a CPT stage is one `train()` call);
     `every="steps"` evaluates every `eval_steps` optimizer steps. Evaluation runs on the main process
     only, on the unwrapped model in eval mode (its previous mode is restored), so it suits a single
-    process or DDP, not a model sharded by FSDP or ZeRO-3. Scores go through `trainer.log` when a
-    trainer is given (so they reach the trainer's reporters), else into `state.log_history`; each
-    evaluation is also kept in `self.results` as `{"step": ..., "scores": {...}}`. `include_path`
+    process or DDP, not a model sharded by FSDP or ZeRO-3. Scores join the Trainer's next log
+    (`hf_cpt.callback_logs`; at the end of training, a log of their own), so the Trainer's own `loss`
+    stays; with `trainer=` given they reach its `report_to` loggers too. Each evaluation is also kept
+    in `self.results` as `{"step": ..., "scores": {...}}`. `include_path`
     names a folder of extra task YAMLs for `Benchmark`s of one's own.
     """
 
@@ -47,11 +49,11 @@ class EvaluationCallback(TrainerCallback):
             raise ValueError("eval_steps must be a positive integer when every='steps'; set eval_steps=N.")
         resolve_benchmarks(benchmarks)
         require_lm_eval()
+        super().__init__(trainer)
         self.benchmarks = benchmarks
         self.every = every
         self.eval_steps = eval_steps
         self.limit = limit
-        self.trainer = trainer
         self.batch_size = batch_size
         self.include_path = include_path
         self.results: list[dict[str, Any]] = []
@@ -65,6 +67,7 @@ class EvaluationCallback(TrainerCallback):
     ) -> None:
         if self.every == "stage_end":
             self._evaluate(state, kwargs)
+        super().on_train_end(args, state, control, **kwargs)
 
     def _evaluate(self, state: TrainerState, kwargs: dict[str, Any]) -> None:
         if not state.is_world_process_zero:
@@ -90,7 +93,4 @@ class EvaluationCallback(TrainerCallback):
         self.results.append({"step": state.global_step, "scores": dict(result.scores)})
         logs = {f"eval/{name}": score for name, score in result.scores.items()}
         logger.info("Step %d: %s", state.global_step, logs)
-        if self.trainer is not None:
-            self.trainer.log(logs)
-        else:
-            state.log_history.append({**logs, "step": state.global_step})
+        self.queue_metrics(logs)

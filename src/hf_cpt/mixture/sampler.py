@@ -665,5 +665,6 @@ class TopicMixtureSampler(Sampler[int]):
                 f"Column {column!r} is not in the dataset (columns: {dataset.column_names}); name the topic column."
             )
         names = getattr(dataset.features[column], "names", None)
-        topics = dataset.with_format("numpy")[column]
+        # One Arrow read: datasets' lazy column would convert the rows one by one.
+        topics = dataset.with_format("arrow", columns=[column])[:][column].to_numpy()
         return cls(topics, weights, topic_names=kwargs.pop("topic_names", names), **kwargs)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
-from hf_cpt.data.packing import GROUP_COLUMN, group_sizes, source_of
+from hf_cpt.data.packing import GROUP_COLUMN, group_sizes, read_group_ids, source_of
 from hf_cpt.data.recipes import normalize_ratios
 from hf_cpt.mixture.sampler import TopicMixtureSampler
 
@@ -69,7 +69,7 @@ def plan_stage(
     """
     max_length = len(blocks[0]["input_ids"]) if len(blocks) else 0
     names = blocks.features[GROUP_COLUMN].names
-    group_ids = np.asarray(blocks[GROUP_COLUMN])
+    group_ids = read_group_ids(blocks)
     sizes = group_sizes(group_ids, names)
     ratios = normalize_ratios(source_ratios, f"{stage}.mixture")
     for source in ratios:
