@@ -138,6 +138,17 @@ def test_at_llama3_vocabulary_group_losses_match_float64_and_gradients_the_plain
         assert abs(group_loss[group].item() - value.item()) / value.item() < 1e-5
 
 
+def test_under_bf16_mixed_precision_the_head_computes_in_bf16_as_the_models_own(tmp_path):
+    trainer = CPTTrainer(model=make_model(1000), args=micro_config(tmp_path, bf16=True))
+    model = trainer.accelerator.prepare_model(trainer.model)  # the forward now runs under bf16 autocast
+    model.train()
+    input_ids = torch.randint(3, 1000, (2, 16), generator=torch.Generator().manual_seed(3))
+    loss = trainer.compute_loss(model, {"input_ids": input_ids, "labels": input_ids})
+    reference = model(input_ids=input_ids, labels=input_ids).loss  # bf16 logits, float32 cross-entropy
+    # The same bf16 logits on both paths; a float32 head would differ from them by ~1e-3 relative.
+    assert loss.item() == pytest.approx(reference.item(), rel=2e-6)
+
+
 def test_evaluation_and_prediction_get_the_full_logits(tmp_path):
     model = make_model(100).eval()
     trainer = CPTTrainer(model=model, args=micro_config(tmp_path))
@@ -168,11 +179,21 @@ def llama_with_wrapped_head() -> LlamaForCausalLM:
     return model
 
 
+def llama_with_zero3_partitioned_head() -> LlamaForCausalLM:
+    model = make_model(100)
+    model.lm_head.weight.ds_shape = model.lm_head.weight.shape  # what DeepSpeed ZeRO-3 marks its partitions with
+    return model
+
+
 @pytest.mark.parametrize(
     ("build", "reason"),
     [
         (gemma2_with_softcapping, "it soft-caps its logits (final_logit_softcapping=30.0)"),
         (llama_with_wrapped_head, "its output embeddings are Sequential, not a torch.nn.Linear"),
+        (
+            llama_with_zero3_partitioned_head,
+            "DeepSpeed ZeRO-3 partitions its output embeddings outside the model's forward",
+        ),
     ],
 )
 def test_models_the_head_cannot_stand_for_train_on_their_full_logits(tmp_path, caplog, build, reason):

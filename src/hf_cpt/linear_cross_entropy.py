@@ -193,14 +193,17 @@ def output_head(model: nn.Module) -> tuple[nn.Linear | None, str]:
     """The output embeddings a loss can apply to `model`'s last hidden state itself, or None and why it cannot.
 
     `model` is a causal LM, or a PEFT model around one. That needs a plain `nn.Linear` head (not a LoRA or
-    quantised layer, whose weight alone is not the map), a forward that takes `logits_to_keep` (so the model
-    can skip its own full logits), and no soft-capping of the logits after the head. A model that rescales
+    quantised layer, whose weight alone is not the map) whose weight is whole outside the forward (not a
+    ZeRO-3 partition), a forward that takes `logits_to_keep` (so the model can skip its own full logits),
+    and no soft-capping of the logits after the head. A model that rescales
     its logits some other way is caught by `head_reproduces_logits` at the first step.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
     if type(head) is not nn.Linear:
         return None, f"its output embeddings are {type(head).__name__}, not a torch.nn.Linear"
+    if getattr(head.weight, "ds_shape", None) is not None:
+        return None, "DeepSpeed ZeRO-3 partitions its output embeddings outside the model's forward"
     if "logits_to_keep" not in inspect.signature(type(base).forward).parameters:
         return None, f"{type(base).__name__}.forward takes no logits_to_keep"
     config = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
