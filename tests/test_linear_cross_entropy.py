@@ -229,6 +229,21 @@ def test_a_model_that_scales_its_logits_fails_at_the_first_step(tmp_path):
     assert loss.item() == pytest.approx(model(input_ids=input_ids, labels=input_ids).loss.item(), rel=1e-6)
 
 
+class LlamaWithoutHiddenStates(LlamaForCausalLM):
+    def forward(self, input_ids=None, logits_to_keep=0, **kwargs):
+        outputs = super().forward(input_ids=input_ids, logits_to_keep=logits_to_keep, **kwargs)
+        outputs.hidden_states = None
+        return outputs
+
+
+def test_a_model_that_returns_no_hidden_states_fails_at_the_first_step(tmp_path):
+    model = LlamaWithoutHiddenStates(make_model(100).config).train()
+    trainer = CPTTrainer(model=model, args=micro_config(tmp_path))
+    input_ids = torch.randint(3, 100, (2, 12))
+    with pytest.raises(ValueError, match="LlamaWithoutHiddenStates returned no last hidden state .* loss_chunk_size=0"):
+        trainer.compute_loss(model, {"input_ids": input_ids, "labels": input_ids})
+
+
 def test_liger_path_asks_liger_for_per_token_losses(monkeypatch):
     calls = []
 

@@ -241,20 +241,30 @@ class CPTTrainer(Trainer):
         if head is None:
             nll, tokens = sequence_nll(outputs.logits, labels)
         else:
-            hidden = outputs.hidden_states[-1]
-            # The model's forward runs under accelerate's autocast; the head here computes in the same precision.
-            with self.accelerator.autocast():
-                if not self._head_confirmed:
-                    self._confirm_head(head, hidden, outputs.logits)
-                nll, tokens = sequence_nll_from_hidden(
-                    hidden, head.weight, labels, head.bias, self.args.loss_chunk_size, self.args.use_liger_kernel
-                )
+            nll, tokens = self._nll_from_hidden_states(outputs, labels, head)
         if self._batch_groups is not None:
             groups = self._batch_groups.to(self._window_nll.device)
             self._window_nll.index_add_(0, groups, nll.detach().double())
             self._window_loss_tokens.index_add_(0, groups, tokens.double())
         denominator = num_items_in_batch if num_items_in_batch is not None else tokens.sum()
         return nll.sum() / denominator
+
+    def _nll_from_hidden_states(self, outputs, labels: torch.Tensor, head: nn.Linear):
+        """Per-sequence NLL and predicted tokens from the last hidden state, the head applied chunk by chunk."""
+        hidden_states = getattr(outputs, "hidden_states", None)
+        if not hidden_states or hidden_states[-1] is None:
+            raise ValueError(
+                f"{type(self._head_decided_for).__name__} returned no last hidden state for output_hidden_states; "
+                "set loss_chunk_size=0 to train on the model's own logits."
+            )
+        hidden = hidden_states[-1]
+        # The model's forward runs under accelerate's autocast; the head here computes in the same precision.
+        with self.accelerator.autocast():
+            if not self._head_confirmed:
+                self._confirm_head(head, hidden, outputs.logits)
+            return sequence_nll_from_hidden(
+                hidden, head.weight, labels, head.bias, self.args.loss_chunk_size, self.args.use_liger_kernel
+            )
 
     def _confirm_head(self, head: nn.Linear, hidden: torch.Tensor, logits: torch.Tensor) -> None:
         """At the first step: the head on the last hidden state must give the model's own last-position logits."""
