@@ -224,15 +224,19 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="steps before the peak is reset and timing starts")
     parser.add_argument("--steps", type=int, default=4, help="timed steps")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for every variant")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"some of {','.join(VARIANTS)}; plain first")
     parser.add_argument("--measure", choices=VARIANTS, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.measure:
         print(json.dumps(measure(options.measure, options)))
         return
 
-    results: dict[str, list[dict]] = {variant: [] for variant in VARIANTS}
+    variants = tuple(options.variants.split(","))
+    if variants[0] != "plain" or not set(variants) <= set(VARIANTS):
+        raise SystemExit(f"--variants is {options.variants!r}; list some of {','.join(VARIANTS)}, plain first.")
+    results: dict[str, list[dict]] = {variant: [] for variant in variants}
     for repeat in range(options.repeats):
-        order = VARIANTS[repeat % len(VARIANTS) :] + VARIANTS[: repeat % len(VARIANTS)]
+        order = variants[repeat % len(variants) :] + variants[: repeat % len(variants)]
         for variant in order:
             results[variant].append(run_subprocess(variant, options))
     checks = exactness(options)
@@ -244,9 +248,9 @@ def main() -> None:
         f"interleaved repeats ({options.steps} timed steps each)"
     )
     print()
-    print("| variant | step (s) | step / plain | peak memory per step (MB) | peak / plain |")
-    print("|---|---:|---:|---:|---:|")
-    for variant in VARIANTS:
+    print("| variant | step (s) | step / plain | step / plain per repeat | peak memory per step (MB) | peak / plain |")
+    print("|---|---:|---:|---|---:|---:|")
+    for variant in variants:
         runs = results[variant]
         time_ratios = [run["step_s"] / plain["step_s"] for run, plain in zip(runs, results["plain"], strict=True)]
         memory_ratios = [
@@ -254,8 +258,9 @@ def main() -> None:
         ]
         step = statistics.median(run["step_s"] for run in runs)
         peak_mb = statistics.median(run["peak_bytes"] for run in runs) / 2**20
+        per_repeat = ", ".join(f"{ratio:.2f}" for ratio in time_ratios)
         print(
-            f"| {variant} | {step:.3f} | {statistics.median(time_ratios):.3f} "
+            f"| {variant} | {step:.3f} | {statistics.median(time_ratios):.3f} | {per_repeat} "
             f"| {peak_mb:,.0f} | {statistics.median(memory_ratios):.3f} |"
         )
     print()
