@@ -17,6 +17,7 @@ from transformers import TrainingArguments
 
 from hf_cpt.curriculum.orders import ORDERS
 from hf_cpt.distributed import check_process_group
+from hf_cpt.linear_cross_entropy import DEFAULT_CHUNK_SIZE, check_liger_kernel
 from hf_cpt.modeling import hardware_supports_bf16
 
 
@@ -33,6 +34,12 @@ class CPTConfig(TrainingArguments):
         min_lr_ratio: learning rate at the end of the decay, as a fraction of `learning_rate`.
         attn_implementation: attention kernel when the trainer loads the model itself; `None` picks
             FlashAttention 2 where installed and usable, else PyTorch sdpa.
+        loss_chunk_size: positions per chunk of the training loss. The trainer takes the model's last hidden
+            states instead of its logits and applies the output embeddings and the cross-entropy this many
+            positions at a time (forward and backward), so no full-vocabulary logits tensor exists: one chunk's
+            logits take `loss_chunk_size x vocabulary x 4` bytes (1,024 x 128,256 x 4 = 0.5 GB) instead of
+            `batch x max_length x vocabulary x 4` per copy. With `use_liger_kernel`, Liger-Kernel's fused kernel
+            does this instead. 0 computes the loss from the model's full logits, as `Trainer` does.
 
     Topic mixture (§3.2.1), active when `mixture_alpha` is set and the trainer draws from a
     `TopicMixtureSampler` with per-topic validation documents (`CPTTrainer(topic_eval_dataset=...)`):
@@ -94,6 +101,10 @@ class CPTConfig(TrainingArguments):
         default=None,
         metadata={"help": "Attention kernel; default: flash_attention_2 if installed, else sdpa."},
     )
+    loss_chunk_size: int = field(
+        default=DEFAULT_CHUNK_SIZE,
+        metadata={"help": "Positions per chunk of the loss over the output embeddings; 0: from the full logits."},
+    )
 
     mixture_alpha: float | None = field(
         default=None, metadata={"help": "Step size of the topic re-weighting; None keeps the weights fixed."}
@@ -143,6 +154,13 @@ class CPTConfig(TrainingArguments):
             )
         if self.warmup_tokens is not None and self.warmup_tokens < 0:
             raise ValueError(f"warmup_tokens is {self.warmup_tokens}; set it to 0 or more tokens.")
+        if self.loss_chunk_size < 0:
+            raise ValueError(
+                f"loss_chunk_size is {self.loss_chunk_size}; set it to positions per chunk (e.g. 1024), or 0 for the "
+                "full logits."
+            )
+        if self.use_liger_kernel and self.loss_chunk_size:
+            check_liger_kernel()
         self._check_mixture_fields()
         if self.curriculum_order is not None and self.curriculum_order not in ORDERS:
             raise ValueError(f"curriculum_order is {self.curriculum_order!r}; use one of {list(ORDERS)}.")

@@ -7,6 +7,7 @@ per-rank means would not).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
@@ -15,7 +16,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from datasets import Dataset
 
-IGNORE_INDEX = -100
+from hf_cpt.linear_cross_entropy import (
+    DEFAULT_CHUNK_SIZE,
+    IGNORE_INDEX,
+    head_reproduces_logits,
+    output_head,
+    sequence_nll_from_hidden,
+)
+
+logger = logging.getLogger(__name__)
 
 
 def sequence_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,6 +59,7 @@ def perplexity_by_group(
     batch_size: int = 8,
     pad_token_id: int = 0,
     bf16: bool = False,
+    chunk_size: int | None = DEFAULT_CHUNK_SIZE,
 ) -> dict[str, dict[str, float]]:
     """Validation perplexity per group of a dataset with `input_ids` and an integer `group` column.
 
@@ -57,6 +67,9 @@ def perplexity_by_group(
     Under `torch.distributed` each rank scores every world-size-th document and the NLL sums and token
     counts are all-reduced, so every rank returns the same table. With `bf16`, the forward runs under
     bf16 autocast, as mixed-precision training does; the NLL is summed in float64 either way.
+    The model returns its last hidden states and the output embeddings are applied `chunk_size` positions
+    at a time (see `hf_cpt.linear_cross_entropy`), so no batch-by-vocabulary logits exist; `None`, or a
+    model whose head cannot stand for its logits, scores from the model's full logits.
 
     Returns:
         `{group name: {"perplexity": ..., "nll": summed NLL, "tokens": predicted tokens}}` for every
@@ -70,6 +83,7 @@ def perplexity_by_group(
     tokens = torch.zeros(len(group_names), dtype=torch.float64, device=device)
     was_training = model.training
     model.eval()
+    head = output_head(model)[0] if chunk_size else None
     for start in range(0, len(order), batch_size):
         rows = dataset[order[start : start + batch_size]]
         width = max(len(ids) for ids in rows["input_ids"])
@@ -81,8 +95,19 @@ def perplexity_by_group(
         labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
         input_ids, attention_mask, labels = input_ids.to(device), attention_mask.to(device), labels.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(bf16)):
-            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-        seq_nll, seq_tokens = sequence_nll(logits, labels)
+            if head is not None:
+                outputs = model(
+                    input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=-1, logits_to_keep=1
+                )
+                hidden = outputs.hidden_states[-1]
+                if head_reproduces_logits(outputs.logits, F.linear(hidden[:, -1:], head.weight, head.bias)):
+                    seq_nll, seq_tokens = sequence_nll_from_hidden(hidden, head.weight, labels, head.bias, chunk_size)
+                else:
+                    logger.warning("%s scales or caps its logits: scored from its full logits.", type(model).__name__)
+                    head = None
+            if head is None:
+                logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+                seq_nll, seq_tokens = sequence_nll(logits, labels)
         group = torch.tensor(rows["group"], device=device)
         nll.index_add_(0, group, seq_nll.double())
         tokens.index_add_(0, group, seq_tokens.double())

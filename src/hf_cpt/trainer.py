@@ -6,7 +6,10 @@ What it adds to `Trainer`, and nothing else:
   `mixture_alpha` set, the online topic re-weighting of §3.2.1 (`TopicPerplexityCallback`) on it, and
   with `curriculum_order` set, the perplexity curriculum of §3.2.2 (`PPLCurriculumCallback`) within topics;
 - per-group (topic or source) training loss and tokens consumed at every logging step, read from the
-  `group` id each packed block carries, out of the same logits the loss is computed from;
+  `group` id each packed block carries, out of the same per-token losses the training loss sums;
+- a training loss that never holds the full-vocabulary logits: the model returns its last hidden states and
+  the loss applies the output embeddings a chunk of positions at a time (`CPTConfig.loss_chunk_size`), or
+  through Liger-Kernel's fused kernel with `use_liger_kernel`;
 - the data recipe (groups, target ratios, tokens consumed) in every checkpoint and the final model
   folder, restored on `resume_from_checkpoint`.
 """
@@ -21,7 +24,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from datasets import Dataset
+from torch import nn
 from torch.utils.data import Sampler
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
@@ -29,6 +34,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from hf_cpt.config import CPTConfig
 from hf_cpt.curriculum import PPLCurriculumCallback
 from hf_cpt.data.packing import GROUP_COLUMN, collate_blocks, source_of
+from hf_cpt.linear_cross_entropy import head_reproduces_logits, output_head, sequence_nll_from_hidden
 from hf_cpt.mixture import TopicMixtureSampler, TopicPerplexityCallback, save_drawn_blocks
 from hf_cpt.mixture.stage import DRAWN_BLOCKS_NAME
 from hf_cpt.modeling import check_max_length, load_causal_lm
@@ -184,23 +190,84 @@ class CPTTrainer(Trainer):
         return super().create_scheduler(num_training_steps, optimizer)
 
     # ---- loss and per-group accounting ----
+    # The head the loss applies itself for the model it was decided for (see `_loss_head_for`), and whether the
+    # first step has confirmed that it reproduces the model's logits. Class defaults: nothing decided yet.
+    _head_decided_for: nn.Module | None = None
+    _decided_head: nn.Linear | None = None
+    _head_confirmed: bool = False
+    _batch_head: nn.Linear | None = None
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         groups = inputs.pop(GROUP_COLUMN, None)
         self._batch_groups = groups if model.training and self.group_names else None
         if self._batch_groups is not None:
             block_tokens = torch.full_like(groups, inputs["input_ids"].shape[1], dtype=torch.float64)
             self._unsynced_tokens.index_add_(0, groups.to(self._unsynced_tokens.device), block_tokens)
+        # Training asks the model for its last hidden states and the logits of one position only; evaluation and
+        # prediction, which may return the logits, get them whole.
+        self._batch_head = self._loss_head_for(model) if model.training and not return_outputs else None
+        if self._batch_head is not None:
+            inputs = {**inputs, "output_hidden_states": -1, "logits_to_keep": 1}
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def _loss_head_for(self, model: nn.Module) -> nn.Linear | None:
+        """The output embeddings `_causal_lm_loss` applies itself, or None where the loss reads the model's logits.
+
+        Hidden states come from the model as called (through DDP, DeepSpeed, compile or PEFT wrappers); the head
+        is the unwrapped model's, the same parameters. Decided once per model, and said in the log when the
+        model cannot take this path.
+        """
+        if not self.args.loss_chunk_size or self.compute_loss_func != self._causal_lm_loss:
+            return None
+        unwrapped = self.accelerator.unwrap_model(model, keep_torch_compile=False)
+        if self._head_decided_for is not unwrapped:
+            head, reason = output_head(unwrapped)
+            if head is None:
+                logger.warning("The loss is computed from the model's full logits: %s.", reason)
+            self._head_decided_for, self._decided_head, self._head_confirmed = unwrapped, head, False
+        return self._decided_head
 
     def _causal_lm_loss(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
         """transformers' causal-LM loss, computed once per token and also summed per group."""
-        nll, tokens = sequence_nll(outputs.logits, labels)
+        head = self._batch_head
+        if head is None:
+            nll, tokens = sequence_nll(outputs.logits, labels)
+        else:
+            nll, tokens = self._nll_from_hidden_states(outputs, labels, head)
         if self._batch_groups is not None:
             groups = self._batch_groups.to(self._window_nll.device)
             self._window_nll.index_add_(0, groups, nll.detach().double())
             self._window_loss_tokens.index_add_(0, groups, tokens.double())
         denominator = num_items_in_batch if num_items_in_batch is not None else tokens.sum()
         return nll.sum() / denominator
+
+    def _nll_from_hidden_states(self, outputs, labels: torch.Tensor, head: nn.Linear):
+        """Per-sequence NLL and predicted tokens from the last hidden state, the head applied chunk by chunk."""
+        hidden_states = getattr(outputs, "hidden_states", None)
+        if not hidden_states or hidden_states[-1] is None:
+            raise ValueError(
+                f"{type(self._head_decided_for).__name__} returned no last hidden state for output_hidden_states; "
+                "set loss_chunk_size=0 to train on the model's own logits."
+            )
+        hidden = hidden_states[-1]
+        # The model's forward runs under accelerate's autocast; the head here computes in the same precision.
+        with self.accelerator.autocast():
+            if not self._head_confirmed:
+                self._confirm_head(head, hidden, outputs.logits)
+            return sequence_nll_from_hidden(
+                hidden, head.weight, labels, head.bias, self.args.loss_chunk_size, self.args.use_liger_kernel
+            )
+
+    def _confirm_head(self, head: nn.Linear, hidden: torch.Tensor, logits: torch.Tensor) -> None:
+        """At the first step: the head on the last hidden state must give the model's own last-position logits."""
+        with torch.no_grad():
+            head_logits = F.linear(hidden[:, -1:].detach(), head.weight, head.bias)
+        if not head_reproduces_logits(logits.detach(), head_logits):
+            raise ValueError(
+                f"{type(self._head_decided_for).__name__}'s logits are not its output embeddings applied to its last "
+                "hidden state (it scales or caps them); set loss_chunk_size=0 to train on the model's own logits."
+            )
+        self._head_confirmed = True
 
     def _sync_tokens(self) -> None:
         """Add every rank's block tokens since the last sync to `tokens_consumed` (a collective call)."""
