@@ -31,7 +31,8 @@ import time
 
 import numpy as np
 
-from hf_cpt.synth.filters import MERSENNE_PRIME, MinHasher, near_duplicates, tokenize
+from hf_cpt.synth.dedup import MERSENNE_PRIME, MinHasher, near_duplicates
+from hf_cpt.utils.text import tokenize
 
 VOCABULARY_SIZE = 20_000
 EDITS_PER_COPY = 3

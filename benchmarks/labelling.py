@@ -40,7 +40,7 @@ from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from hf_cpt.data import DEMO_CORPUS_PATH, load_source  # noqa: E402
 from hf_cpt.topics.classifier import embedded_classifier_path  # noqa: E402
-from hf_cpt.topics.labelling import label_topics  # noqa: E402
+from hf_cpt.topics.labeling import label_topics  # noqa: E402
 from hf_cpt.topics.taxonomy import ENGLISH  # noqa: E402
 
 
