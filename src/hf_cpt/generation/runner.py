@@ -17,22 +17,16 @@ from typing import Any, Protocol, TypeVar
 from hf_cpt.generation.base import Completion, GenerationBackend, Messages, SamplingParams
 from hf_cpt.utils.distributed import rank_and_world
 from hf_cpt.utils.records import RecordLog, RecordWriter
-from hf_cpt.utils.resumable import run_pending
+from hf_cpt.utils.resumable import Keyed, run_pending
 
 logger = logging.getLogger(__name__)
 
 
-class Request(Protocol):
+class Request(Keyed, Protocol):
     """One conversation to send: its key, its messages and how to sample it."""
 
-    @property
-    def key(self) -> str: ...
-
-    @property
-    def messages(self) -> Messages: ...
-
-    @property
-    def sampling(self) -> SamplingParams: ...
+    messages: Messages
+    sampling: SamplingParams
 
 
 RequestT = TypeVar("RequestT", bound=Request)

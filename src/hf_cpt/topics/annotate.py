@@ -275,8 +275,6 @@ def annotate_topics(
     if max_chars < 1:
         raise ValueError(f"max_chars is {max_chars}; set it to 1 or more characters.")
     sampling = sampling or SamplingParams(max_new_tokens=16, temperature=0.0, top_p=1.0, seed=seed, top_logprobs=20)
-    siblings = [other for other in TAXONOMIES.values() if other.name != taxonomy.name]
-
     articles = [str(text or "").strip()[:max_chars] for text in dataset[text_column]]
     keys: list[str | None] = []
     requests: dict[str, _Request] = {}  # identical documents share one request
@@ -297,12 +295,32 @@ def annotate_topics(
         show_progress=show_progress,
         what="Topic annotation",
     )
+    labels, raws, matches, probabilities = _labels(keys, records, taxonomy)
+    if rank_and_world()[0] == 0:
+        report = _report(taxonomy, backend, sampling, len(requests), labels, matches)
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        write_text_atomically(Path(output_dir) / REPORT_FILE, json.dumps(report, indent=2, ensure_ascii=False))
+    dataset = dataset.add_column("topic", labels, feature=Value("string"))
+    dataset = dataset.add_column("topic_raw", raws, feature=Value("string"))
+    dataset = dataset.add_column("topic_match", matches, feature=Value("string"))
+    return dataset.add_column("topic_probs", probabilities, feature=List(Value("float64")))
+
+
+def _labels(
+    keys: Sequence[str | None], records: Mapping[str, Mapping[str, Any]], taxonomy: Taxonomy
+) -> tuple[list[str], list[str | None], list[str], list[list[float]]]:
+    """Per row: its topic, the model's raw answer, how the answer was matched, and the topic probabilities.
+
+    A row whose request failed (or has no record yet) gets `Others` matched `failed`; an empty document (key
+    None, never sent) gets `Others` matched `others`.
+    """
+    siblings = [other for other in TAXONOMIES.values() if other.name != taxonomy.name]
     labels, raws, matches, probabilities = [], [], [], []
     for key in keys:
         record = records.get(key) if key is not None else None
         if key is not None and (record is None or record["status"] == FAILED):
             label, raw, match, probs = OTHERS, None, FAILED, []
-        elif record is None:  # an empty document
+        elif record is None:
             label, raw, match, probs = OTHERS, None, "others", []
         else:
             raw = record["raw"]
@@ -312,15 +330,7 @@ def annotate_topics(
         raws.append(raw)
         matches.append(match)
         probabilities.append(probs)
-
-    if rank_and_world()[0] == 0:
-        report = _report(taxonomy, backend, sampling, len(requests), labels, matches)
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        write_text_atomically(Path(output_dir) / REPORT_FILE, json.dumps(report, indent=2, ensure_ascii=False))
-    dataset = dataset.add_column("topic", labels, feature=Value("string"))
-    dataset = dataset.add_column("topic_raw", raws, feature=Value("string"))
-    dataset = dataset.add_column("topic_match", matches, feature=Value("string"))
-    return dataset.add_column("topic_probs", probabilities, feature=List(Value("float64")))
+    return labels, raws, matches, probabilities
 
 
 def _report(

@@ -148,8 +148,7 @@ class ShardedPass:
 class Keyed(Protocol):
     """A work item named by `key`: a hash of everything that determines its outcome."""
 
-    @property
-    def key(self) -> str: ...
+    key: str
 
 
 ItemT = TypeVar("ItemT", bound=Keyed)
