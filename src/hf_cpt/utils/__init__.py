@@ -6,8 +6,8 @@ stages, QA pairs or benchmarks; it imports no other part of hf-cpt (only other `
 can use it and it can be read alone. When a helper needs a word of the method to explain itself, it belongs to
 that part instead.
 
-- `distributed`: this process's rank and the world size, barriers, broadcasts, the next position every rank's
-  sampler has passed, and the check that launched processes really run together.
+- `distributed`: this process's rank and the world size, barriers, broadcasts, the first position no rank's
+  sampler has drawn, and the check that launched processes really run together.
 - `environment`: the cache folder, bf16 support of the hardware.
 - `imports`: `is_*_available` for the optional packages, and the one message that names the extra to install.
 - `io`: one atomic write (a file or a folder appears whole or not at all), one dataset split saved in Hub layout.
