@@ -35,7 +35,8 @@ from importlib.metadata import version
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
-from hf_cpt.synth.filters import near_duplicates, tokenize
+from hf_cpt.synth.dedup import near_duplicates
+from hf_cpt.utils.text import tokenize
 
 VOCABULARY_SIZE = 20_000
 EDITS_PER_COPY = 3

@@ -38,8 +38,8 @@ import datasets  # noqa: E402
 import torch  # noqa: E402
 
 from hf_cpt.data import demo_snippets_path  # noqa: E402
+from hf_cpt.generation import Completion, SamplingParams, TransformersBackend  # noqa: E402
 from hf_cpt.modeling import embedded_model_path  # noqa: E402
-from hf_cpt.synth.backends import Completion, SamplingParams, TransformersBackend  # noqa: E402
 from hf_cpt.synth.prompts import scientific_qa_messages  # noqa: E402
 
 

@@ -122,6 +122,21 @@ def test_transient_hub_errors_are_retried_a_bounded_number_of_times_and_others_a
     assert len(attempts) == 3
 
 
+def test_hub_retries_wait_as_long_as_the_hubs_retry_after_asks():
+    attempts, waits = [], []
+
+    def rate_limited():
+        attempts.append(1)
+        if len(attempts) == 1:
+            error = http_error(429)
+            error.response.headers = {"Retry-After": "7"}
+            raise error
+        return "done"
+
+    assert with_retries(rate_limited, tries=3, backoff=1.0, sleep=waits.append) == "done"
+    assert waits == [7.0]  # the backoff alone would have waited 1 s
+
+
 def test_eval_command_writes_scores_and_the_report_against_a_baseline(tmp_path, tiny_model_path, capsys):
     baseline = tmp_path / "baseline.json"
     baseline.write_text(json.dumps({**BEFORE, "scores": {"bilingual_en": 90.0, "bilingual_zh": 10.0}}))

@@ -3,6 +3,7 @@ OpenAI-compatible client against a scripted loopback server that injects failure
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 import types
@@ -24,7 +25,7 @@ from chat_server import (
 )
 from conftest import make_model, make_tokenizer
 
-from hf_cpt.synth.backends import (
+from hf_cpt.generation import (
     BACKENDS,
     Completion,
     OpenAIBackend,
@@ -424,7 +425,8 @@ def test_vllm_one_rejected_request_fails_only_itself(vllm_calls):
 
 def test_vllm_missing_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` fail
-    with pytest.raises(ImportError, match=r"pip install 'hf-cpt\[vllm\]'.*backend='transformers' or 'openai'"):
+    message = 'vLLM is not installed; install it with `pip install "hf-cpt[vllm]"` (it needs a CUDA GPU), or use '
+    with pytest.raises(ImportError, match=f"^{re.escape(message)}backend='transformers' or 'openai'\\.$"):
         VLLMBackend("m")
 
 

@@ -233,7 +233,8 @@ def test_numbers_alone_need_no_wordnet(tmp_path, monkeypatch):
 
 def test_missing_nltk_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "nltk", None)
-    with pytest.raises(ImportError, match=r"pip install 'hf-cpt\[synth\]'"):
+    message = 'nltk is not installed; install it with `pip install "hf-cpt[synth]"`.'
+    with pytest.raises(ImportError, match=f"^{re.escape(message)}$"):
         load_wordnet(tmp_path)
 
 

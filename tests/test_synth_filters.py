@@ -1,4 +1,5 @@
-"""Exact and near-duplicate removal and benchmark decontamination (`hf_cpt.synth.filters`).
+"""Exact and near-duplicate removal (`hf_cpt.synth.dedup`), benchmark decontamination
+(`hf_cpt.synth.decontamination`) and both on a dataset (`hf_cpt.synth.filters`).
 
 Texts are drawn from a seeded vocabulary of made-up words, so unrelated texts share no shingles and every overlap
 a test relies on is one it planted.
@@ -14,20 +15,19 @@ import numpy as np
 import pytest
 from datasets import Dataset, Value
 
-from hf_cpt.synth.filters import (
+from hf_cpt.synth.decontamination import Decontaminator
+from hf_cpt.synth.dedup import (
     MERSENNE_PRIME,
-    Decontaminator,
     MinHasher,
     _mod_p,
     _mulmod_unreduced,
     exact_duplicates,
-    filter_dataset,
     lsh_params,
     near_duplicates,
-    normalize,
     shingle_hashes,
-    tokenize,
 )
+from hf_cpt.synth.filters import filter_dataset
+from hf_cpt.utils.text import normalize, tokenize
 
 
 def make_vocabulary(size: int = 4000, seed: int = 0) -> list[str]:

@@ -12,8 +12,8 @@ import pytest
 from datasets import Dataset, load_dataset
 
 from hf_cpt.data import DEMO_CORPUS_PATH
+from hf_cpt.generation import Completion, GenerationBackend, SamplingParams
 from hf_cpt.synth import SynthQAGenerator
-from hf_cpt.synth.backends import Completion, GenerationBackend, SamplingParams
 
 WORKER = Path(__file__).parent / "workers" / "synth_generate.py"
 

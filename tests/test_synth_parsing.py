@@ -374,7 +374,7 @@ def test_every_reason_validation_can_return_is_documented():
 
 def test_a_pair_that_restates_the_prompts_guidelines_is_rejected():
     """What a 135M model writes under the Appendix B prompt: its own guidelines, given back as the pair."""
-    from hf_cpt.synth.prompts import PROMPTS
+    from hf_cpt.generation.prompts import PROMPTS
 
     guidelines = PROMPTS["scientific_qa"].text
     echo = (

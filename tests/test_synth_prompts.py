@@ -10,21 +10,17 @@ import pytest
 from datasets import Dataset
 
 from hf_cpt.data import DEMO_CORPUS_PATH
+from hf_cpt.generation.prompts import CODE_QA, PROMPTS, SCIENTIFIC_QA, TOPIC_LABELING, PromptTemplate
 from hf_cpt.synth.parsing import parse_qa
 from hf_cpt.synth.prompts import (
-    CODE_QA,
     DISCIPLINES,
-    PROMPTS,
-    SCIENTIFIC_QA,
-    TOPIC_LABELING,
-    PromptTemplate,
     code_qa_messages,
     discipline_name,
     sample_code_examples,
     scientific_qa_messages,
-    topic_labeling_messages,
 )
 from hf_cpt.topics import ENGLISH
+from hf_cpt.topics.annotate import topic_labeling_messages
 
 # Appendix B, "Prompt for Scientific QA Synthesis", copied from the paper with "Earth Science" and a snippet filled in.
 EXPECTED_EARTH_SCIENCE_PROMPT = """Instruction

@@ -12,7 +12,7 @@ import pytest
 from conftest import make_model, make_tokenizer
 from datasets import Dataset
 
-from hf_cpt.synth.backends import Completion, GenerationBackend, Messages, SamplingParams, TransformersBackend
+from hf_cpt.generation import Completion, GenerationBackend, Messages, SamplingParams, TransformersBackend
 from hf_cpt.topics.annotate import FAILED, REPORT_FILE, annotate_topics, normalize_label, topic_probabilities
 from hf_cpt.topics.taxonomy import CHINESE, ENGLISH, OTHERS
 

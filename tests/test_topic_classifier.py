@@ -21,7 +21,7 @@ from hf_cpt.topics.classifier import (
     stratified_split,
     train_topic_classifier,
 )
-from hf_cpt.topics.labelling import label_topics
+from hf_cpt.topics.labeling import label_topics
 from hf_cpt.topics.taxonomy import Taxonomy, load_taxonomy
 
 TAXONOMY = Taxonomy("tiny", "en", ("Astronomy", "Cooking", "Sailing"))

@@ -12,7 +12,7 @@ import pytest
 from accelerate import PartialState
 from conftest import run_two_processes
 
-from hf_cpt.distributed import check_process_group, launched_world_size
+from hf_cpt.utils.distributed import check_process_group, launched_world_size
 
 WORKER = Path(__file__).parent / "workers" / "two_process_plain_loops.py"
 TWO_PROCESS_CPU = Path(__file__).parents[1] / "recipes" / "accelerate_configs" / "two_process_cpu.yaml"
@@ -60,7 +60,7 @@ def test_a_launch_of_two_seen_as_one_process_is_warned(variable, one_process, mo
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setenv(variable, "2")
     assert launched_world_size() == 2
-    with caplog.at_level(logging.WARNING, logger="hf_cpt.distributed"):
+    with caplog.at_level(logging.WARNING, logger="hf_cpt.utils.distributed"):
         assert check_process_group() is False
         assert check_process_group(one_process) is False
     assert len(caplog.records) == 2
@@ -73,7 +73,7 @@ def test_matching_or_single_launches_are_not_warned(one_process, monkeypatch, ca
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    with caplog.at_level(logging.WARNING, logger="hf_cpt.distributed"):
+    with caplog.at_level(logging.WARNING, logger="hf_cpt.utils.distributed"):
         assert check_process_group() is True  # nothing launched several processes
         monkeypatch.setenv("WORLD_SIZE", "1")
         assert check_process_group(TrainingArguments(output_dir=str(tmp_path), report_to="none")) is True
@@ -84,8 +84,8 @@ def test_cpt_config_checks_its_process_group(monkeypatch, caplog, tmp_path):
     from hf_cpt import CPTConfig
 
     # A launch of two as the check reads it (the environment itself would make the config join a real group).
-    monkeypatch.setattr("hf_cpt.distributed.launched_world_size", lambda: 2)
-    with caplog.at_level(logging.WARNING, logger="hf_cpt.distributed"):
+    monkeypatch.setattr("hf_cpt.utils.distributed.launched_world_size", lambda: 2)
+    with caplog.at_level(logging.WARNING, logger="hf_cpt.utils.distributed"):
         CPTConfig(output_dir=str(tmp_path), report_to="none")
-    assert [record.name for record in caplog.records] == ["hf_cpt.distributed"]
+    assert [record.name for record in caplog.records] == ["hf_cpt.utils.distributed"]
     assert "started 2 processes, but accelerate runs this one in a group of 1" in caplog.records[0].getMessage()

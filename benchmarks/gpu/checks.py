@@ -409,7 +409,7 @@ def generation(options: argparse.Namespace) -> dict[str, Any]:
     from transformers import LlamaForCausalLM
 
     from hf_cpt.data import demo_snippets_path
-    from hf_cpt.synth.backends import SamplingParams, load_backend
+    from hf_cpt.generation import SamplingParams, load_backend
     from hf_cpt.synth.prompts import scientific_qa_messages
 
     if options.backend == "vllm" and importlib.util.find_spec("vllm") is None:
@@ -459,7 +459,7 @@ def labelling(options: argparse.Namespace) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import BertConfig, BertForSequenceClassification
 
-    from hf_cpt.topics.labelling import label_topics
+    from hf_cpt.topics.labeling import label_topics
     from hf_cpt.topics.taxonomy import ENGLISH
 
     sys.path.insert(0, str(REPOSITORY / "benchmarks"))

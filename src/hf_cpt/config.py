@@ -16,9 +16,9 @@ import torch
 from transformers import TrainingArguments
 
 from hf_cpt.curriculum.orders import ORDERS
-from hf_cpt.distributed import check_process_group
 from hf_cpt.linear_cross_entropy import DEFAULT_CHUNK_SIZE, check_liger_kernel
-from hf_cpt.modeling import hardware_supports_bf16
+from hf_cpt.utils.distributed import check_process_group
+from hf_cpt.utils.environment import hardware_supports_bf16
 
 
 @dataclass

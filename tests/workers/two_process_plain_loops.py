@@ -20,7 +20,7 @@ from datasets import Dataset  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from transformers import Trainer, TrainingArguments  # noqa: E402
 
-from hf_cpt.distributed import check_process_group  # noqa: E402
+from hf_cpt.utils.distributed import check_process_group  # noqa: E402
 
 ROWS = 12
 BATCH = 2

@@ -41,8 +41,9 @@ from hf_cpt.callback_logs import LogMergingCallback, is_training_log
 from hf_cpt.curriculum.orders import ORDERS, check_scores, curriculum_order, difficulty_groups
 from hf_cpt.curriculum.scoring import score_perplexity
 from hf_cpt.data.packing import source_of
-from hf_cpt.mixture.callback import check_training_rows, next_common_position
+from hf_cpt.mixture.callback import check_training_rows
 from hf_cpt.mixture.sampler import TopicMixtureSampler
+from hf_cpt.utils.distributed import next_common_position
 
 logger = logging.getLogger(__name__)
 

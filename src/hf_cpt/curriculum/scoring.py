@@ -27,8 +27,9 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from hf_cpt.modeling import hardware_supports_bf16
-from hf_cpt.sharding import ShardedPass, data_fingerprint, documents_of, model_fingerprint
+from hf_cpt.utils.environment import hardware_supports_bf16
+from hf_cpt.utils.inference import eval_mode, pad_batch
+from hf_cpt.utils.resumable import ShardedPass, data_fingerprint, documents_of, model_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -115,16 +116,13 @@ def _score_shard(
     device = next(model.parameters()).device
     for start, stop in length_buckets([window.end - window.begin for window in windows], batch_tokens):
         batch = windows[start:stop]
-        width = batch[-1].end - batch[-1].begin
-        input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, window in enumerate(batch):
-            ids = torch.tensor(token_ids[window.document][window.begin : window.end])
-            input_ids[row, : len(ids)] = ids
-            attention_mask[row, : len(ids)] = 1
-            offset = window.target - window.begin
-            labels[row, offset : len(ids)] = ids[offset:]
+        input_ids, attention_mask = pad_batch(
+            [token_ids[window.document][window.begin : window.end] for window in batch], pad_token_id
+        )
+        # A window predicts only its tokens from `target` on; the ones before it are context.
+        context = torch.tensor([window.target - window.begin for window in batch])
+        before_target = torch.arange(input_ids.size(1)) < context[:, None]
+        labels = input_ids.masked_fill((attention_mask == 0) | before_target, -100)
         input_ids, attention_mask, labels = input_ids.to(device), attention_mask.to(device), labels.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
@@ -187,23 +185,20 @@ def score_perplexity(
         settings,
     ]
     shards = ShardedPass(len(texts), shard_size, fingerprints, output_dir, "perplexity", "Perplexity")
-    was_training = model.training
-    model.eval()
     progress = tqdm(total=None, unit="tok", desc="Scoring perplexity", disable=not show_progress or shards.rank != 0)
-    try:
-        for start in shards.todo:
-            documents = list(texts[start : start + shard_size])
-            token_ids = [list(ids) for ids in documents] if tokenized else tokenizer(documents)["input_ids"]
-            short = next((i for i, ids in enumerate(token_ids) if len(ids) < 2), None)
-            if short is not None:
-                raise ValueError(
-                    f"Document {start + short} has fewer than 2 tokens, so nothing in it can be predicted; drop it."
-                )
-            scores = _score_shard(model, token_ids, max_length, stride, batch_tokens, pad_token_id, bf16, progress)
-            if not np.all(np.isfinite(scores)):
-                logger.warning("Shard starting at document %d has non-finite perplexities.", start)
-            shards.write(start, scores)
-    finally:
-        progress.close()
-        model.train(was_training)
-    return np.concatenate(shards.gather())
+
+    def score_shard(start: int, stop: int) -> np.ndarray:
+        documents = list(texts[start:stop])
+        token_ids = [list(ids) for ids in documents] if tokenized else tokenizer(documents)["input_ids"]
+        short = next((i for i, ids in enumerate(token_ids) if len(ids) < 2), None)
+        if short is not None:
+            raise ValueError(
+                f"Document {start + short} has fewer than 2 tokens, so nothing in it can be predicted; drop it."
+            )
+        scores = _score_shard(model, token_ids, max_length, stride, batch_tokens, pad_token_id, bf16, progress)
+        if not np.all(np.isfinite(scores)):
+            logger.warning("Shard starting at document %d has non-finite perplexities.", start)
+        return scores
+
+    with eval_mode(model), progress:
+        return np.concatenate(shards.run(score_shard))

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hf_cpt.evaluation.benchmarks import TASKS_DIR, Benchmark, resolve_benchmarks
+from hf_cpt.utils.imports import missing_extra_error
 
 logger = logging.getLogger(__name__)
 
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
-_LM_EVAL_MISSING = "lm-eval is not installed; pip install 'hf-cpt[eval]'"
 
 
 @dataclass
@@ -76,7 +76,7 @@ def require_lm_eval() -> None:
     try:
         import lm_eval  # noqa: F401
     except ImportError as error:
-        raise ImportError(_LM_EVAL_MISSING) from error
+        raise missing_extra_error("lm_eval") from error
 
 
 def _model_name(model: Any) -> str:
@@ -108,7 +108,7 @@ def _make_lm(
         try:
             from lm_eval.models.vllm_causallms import VLLM
         except ImportError as error:
-            raise ImportError("vllm is not installed; pip install 'hf-cpt[vllm]' (needs a CUDA GPU).") from error
+            raise missing_extra_error("vllm", "use backend='hf'") from error
         return VLLM(pretrained=str(model), tokenizer=tokenizer, batch_size=batch_size)
     if backend != "hf":
         raise ValueError(f"backend={backend!r} is not supported; use 'hf' or 'vllm'.")

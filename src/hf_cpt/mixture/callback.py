@@ -39,7 +39,8 @@ from hf_cpt.callback_logs import LogMergingCallback
 from hf_cpt.data.packing import GROUP_COLUMN, read_group_ids, with_group_column
 from hf_cpt.mixture.sampler import TopicMixtureSampler
 from hf_cpt.mixture.update import compute_mixture_update
-from hf_cpt.perplexity import perplexity_by_group, rank_and_world
+from hf_cpt.perplexity import perplexity_by_group
+from hf_cpt.utils.distributed import next_common_position, rank_and_world
 
 logger = logging.getLogger(__name__)
 
@@ -48,20 +49,6 @@ HISTORY_NAME = "topic_mixture"
 
 def _distributed() -> bool:
     return rank_and_world()[1] > 1
-
-
-def next_common_position(sampler: TopicMixtureSampler, global_batch_size: int) -> int:
-    """The first position on a global-batch boundary of the epoch that no rank's sampler has drawn yet.
-
-    DataLoaders draw ahead, each rank by a different amount; a weight change must apply from the same
-    position on every rank, and from one no rank has drawn. A collective call under `torch.distributed`.
-    """
-    drawn = [sampler.position]
-    if _distributed():
-        drawn = [None] * dist.get_world_size()
-        dist.all_gather_object(drawn, sampler.position)
-    start = sampler.epoch * len(sampler)
-    return start + -(-(max(drawn) - start) // global_batch_size) * global_batch_size
 
 
 def check_training_rows(

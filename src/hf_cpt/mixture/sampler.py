@@ -26,6 +26,7 @@ import numpy as np
 from torch.utils.data import Sampler
 
 from hf_cpt.mixture.interleave import SegmentWeights, interleave
+from hf_cpt.utils.hashing import splitmix64 as _mix64
 
 logger = logging.getLogger(__name__)
 
@@ -36,15 +37,6 @@ _SNAPSHOT_EVERY = 1 << 12  # interleave states kept every this many positions, f
 _BUILD_CHUNK = 1 << 22  # documents grouped per step when building the per-topic arrays
 _PASS_STREAM = 1  # tags the hashes that key the per-pass permutations
 _FEISTEL_ROUNDS = 3  # pairs of half-rounds
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64's finaliser: a bijective avalanche of 64-bit integers (arrays wrap modulo 2**64)."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
 
 
 def _hash(*parts: int | np.ndarray) -> np.ndarray:

@@ -1,27 +1,13 @@
 """Accuracy-degrading transforms of synthetic data, to measure how its quality matters (§4.2, Appendix C).
 
-The paper corrupts a chosen fraction of its synthetic QA data with three transforms and trains on each
-corruption level (0.0 to 0.7). Its example: "chlorine" becomes "oxygen" everywhere (a sibling under
-"chemical element"), "equal" becomes "unequal", and "2Na + Cl2 ==2NaCl" becomes "6Na + Cl3 ==8NaCl".
+`corrupt_dataset` corrupts a chosen fraction of the samples, `corrupt_text` one text, with three transforms:
 
-- `numbers`: every number (integer or decimal, also inside formulas such as "Cl2" and "2Na") becomes a
-  different random number with the same digit layout. The paper says only "randomly replacing a number";
-  replacing every one makes the damage depend on the corruption fraction alone, not on a second rate.
-- `nouns`: a frequent noun becomes a random co-hyponym: a single-word lemma of another hyponym of one
-  of its hypernyms, taken from its most common WordNet sense. Every occurrence of the noun, singular or
-  plural, gets the same replacement, with the original's capitalisation and number.
-- `adjectives`: a frequent adjective becomes its WordNet antonym (direct antonyms only; the indirect
-  ones reached through similar adjectives are too loose to be sure of a reversal), everywhere.
+- `numbers`: every number becomes a different random number with the same digit layout.
+- `nouns`: the most frequent noun becomes a random co-hyponym from WordNet (chlorine -> oxygen), everywhere.
+- `adjectives`: the most frequent adjective becomes its WordNet antonym (equal -> unequal), everywhere.
 
-"Frequent" means occurring at least `min_count` times in the sample (default 2), and of those only the
-`max_words` most frequent nouns and adjectives (default 1 each, ties to the earliest) are swapped, as in
-the paper's example, where only its most frequent noun, "chlorine" (4 times), changed.
-
-Part of speech comes from WordNet alone, since nltk's tagger model is not available offline: a word is
-a noun (an adjective) when its tagged-sense counts in WordNet as a noun (an adjective) exceed those of
-its other parts of speech together, with the number of senses deciding for words without counts.
-Stop-words and words under three letters are skipped (chemical symbols such as "Cl" are WordNet
-nouns). WordNet covers English only; in other languages only numbers change.
+Why each transform works as it does (every number, direct antonyms only, part of speech from WordNet's sense
+counts) is in docs/synth.md, "The corruption ablation".
 """
 
 from __future__ import annotations
@@ -265,9 +251,17 @@ def corrupt_text(
 ) -> tuple[str, list[Edit]]:
     """Apply the `transforms` of Appendix C to one text; return it and its edits, in text order.
 
-    `wordnet` defaults to `load_wordnet()` and is only needed for "nouns" and "adjectives". A word must
-    occur `min_count` times to count as frequent; at most `max_words` distinct nouns and as many
-    adjectives are swapped (None: every frequent one). Each edit is also logged at debug level.
+    Args:
+        text: the text to corrupt.
+        rng: draws the replacements (`random.Random` or `numpy.random.Generator`).
+        transforms: any of `numbers`, `nouns`, `adjectives`.
+        wordnet: the WordNet reader, needed only for `nouns` and `adjectives`; default: `load_wordnet()`.
+        min_count: occurrences in the text from which a noun or an adjective counts as frequent.
+        max_words: how many distinct frequent nouns, and as many adjectives, are swapped, the most frequent first
+            (ties to the earliest); None swaps every frequent one.
+
+    Returns:
+        The corrupted text and its edits; each edit is also logged at debug level.
     """
     _check_transforms(transforms)
     edits: list[Edit] = []
@@ -329,13 +323,22 @@ def corrupt_dataset(
 ) -> Dataset:
     """Corrupt exactly `round(fraction * len(dataset))` rows, chosen by `seed`, as the paper's corruption levels.
 
-    Adds `corrupted` (True for every chosen row) and `corruption_edits` (that row's edits as dicts with
-    transform, original, replacement and start; empty for the others). A chosen row can admit no edit
-    (no number, no frequent noun or adjective, or no text); it stays chosen, with `corrupted` True and
-    no edits, so the fraction counts the rows exposed to corruption, as a corruption level should, and
-    does not drift with how corruptible the texts happen to be. Other rows are returned unchanged.
-    The same seed gives the same rows and edits whatever `num_proc`; `wordnet_root` is passed to
-    `load_wordnet`.
+    Args:
+        dataset: the samples.
+        fraction: share of the rows to corrupt, in [0, 1].
+        seed: chooses the rows and draws their edits; the same seed gives the same rows and edits whatever
+            `num_proc`.
+        text_column: the column with the text.
+        transforms, min_count, max_words: as for `corrupt_text`.
+        num_proc: processes for `datasets.map`.
+        wordnet_root: passed to `load_wordnet`.
+
+    Returns:
+        `dataset` with `corrupted` (True for every chosen row) and `corruption_edits` (that row's edits as dicts
+        with transform, original, replacement and start; empty for the others). A chosen row that admits no edit
+        (no number, no frequent noun or adjective, or no text) stays chosen, with `corrupted` True and no edits,
+        so the fraction counts the rows exposed to corruption and does not drift with how corruptible the texts
+        happen to be. Other rows are returned unchanged.
     """
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction!r}.")

@@ -34,22 +34,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch.distributed as dist
 from datasets import Dataset
 
 from hf_cpt.evaluation.benchmarks import bundled_questions
-from hf_cpt.perplexity import rank_and_world
-from hf_cpt.records import RecordLog, write_text_atomically
-from hf_cpt.synth.backends import Completion, GenerationBackend, Messages, SamplingParams
+from hf_cpt.generation.base import Completion, GenerationBackend, Messages, SamplingParams
+from hf_cpt.generation.prompts import PROMPTS
+from hf_cpt.generation.runner import run_requests
 from hf_cpt.synth.card import synthetic_dataset_card
 from hf_cpt.synth.filters import filter_dataset
 from hf_cpt.synth.parsing import accept_rates, check_qa
-from hf_cpt.synth.prompts import PROMPTS, code_qa_messages, sample_code_examples, scientific_qa_messages
+from hf_cpt.synth.prompts import code_qa_messages, sample_code_examples, scientific_qa_messages
+from hf_cpt.utils.distributed import rank_and_world
+from hf_cpt.utils.io import save_split, split_file, write_text_atomically
+from hf_cpt.utils.records import FAILED, RecordLog
 
 logger = logging.getLogger(__name__)
 
 TASKS = ("scientific_qa", "code_qa")
-DATA_FILE = "data/train-00000-of-00001.parquet"
+DATA_FILE = split_file("train")
 COLUMNS = (
     "text",
     "problem",
@@ -71,7 +73,7 @@ COLUMNS = (
 
 @dataclass(frozen=True)
 class SynthItem:
-    """One request: the conversation to send and what its record needs to say where it came from."""
+    """One request: the conversation to send, how to sample it, and what its record needs to say where it came from."""
 
     key: str
     seed_id: str
@@ -79,6 +81,7 @@ class SynthItem:
     seed_text: str
     sample: int
     messages: Messages
+    sampling: SamplingParams
 
 
 class SynthQAGenerator:
@@ -190,15 +193,18 @@ class SynthQAGenerator:
             messages = scientific_qa_messages(text, discipline)  # also checks the discipline
             seed_id = str(row[self.id_column]) if self.id_column else str(row_number)
             for sample in range(self.samples_per_seed):
-                key = self._key(text, sample)
-                items.append(SynthItem(key, seed_id, discipline.strip().lower(), text, sample, messages))
+                items.append(self._item(seed_id, discipline.strip().lower(), text, sample, messages))
         return items
+
+    def _item(self, seed_id: str, discipline: str, seed_text: str, sample: int, messages: Messages) -> SynthItem:
+        sampling = self._sampling_for(sample)
+        return SynthItem(self._key(seed_text, sample), seed_id, discipline, seed_text, sample, messages, sampling)
 
     def _code_item(self, number: int) -> SynthItem:
         examples = sample_code_examples(self.code_problems, self.num_examples, seed=self.seed * 1_000_003 + number)
         seed_text = "\n\n".join(str(example["content"]) for example in examples)
         seed_id = "+".join(str(example.get("id", example["title"])) for example in examples)
-        return SynthItem(self._key(seed_text, number), seed_id, "code", seed_text, number, code_qa_messages(examples))
+        return self._item(seed_id, "code", seed_text, number, code_qa_messages(examples))
 
     # ---- records ----
     def read_records(self) -> dict[str, dict[str, Any]]:
@@ -206,7 +212,6 @@ class SynthQAGenerator:
         return self._log.read()
 
     def _record(self, item: SynthItem, completion: Completion) -> dict[str, Any]:
-        sampling = self._sampling_for(item.sample)
         record: dict[str, Any] = {
             "key": item.key,
             "seed_id": item.seed_id,
@@ -216,7 +221,7 @@ class SynthQAGenerator:
             "backend": self.backend.name,
             "prompt_version": self.prompt.version,
             "prompt_fingerprint": self.prompt.fingerprint,
-            "sampling": sampling.to_dict(),
+            "sampling": item.sampling.to_dict(),
             "prompt_tokens": completion.prompt_tokens,
             "completion_tokens": completion.completion_tokens,
             "finish_reason": completion.finish_reason,
@@ -226,7 +231,7 @@ class SynthQAGenerator:
             "solution": None,
         }
         if not completion.ok:
-            return {**record, "status": "failed", "reject_reason": "request_failed", "error": completion.error}
+            return {**record, "status": FAILED, "reject_reason": "request_failed", "error": completion.error}
         check = check_qa(
             completion.text, seed=item.seed_text, finish_reason=completion.finish_reason, instructions=self.prompt.text
         )
@@ -237,35 +242,15 @@ class SynthQAGenerator:
     # ---- generation ----
     def run(self, items: Sequence[SynthItem]) -> dict[str, dict[str, Any]]:
         """Generate every item of `items` not finished yet (this rank's share); returns all records by key."""
-        done = {key for key, record in self.read_records().items() if record["status"] != "failed"}
-        rank, world = rank_and_world()
-        pending = [item for item in items if item.key not in done][rank::world]
-        if len(done):
-            logger.info("Synthetic QA: %d of %d items already finished in %s.", len(done), len(items), self.output_dir)
-        if pending:
-            self._generate(pending, rank)
-        if world > 1:
-            dist.barrier()
-        return self.read_records()
-
-    def _generate(self, items: list[SynthItem], rank: int) -> None:
-        by_sample: dict[int, list[SynthItem]] = {}
-        for item in items:
-            by_sample.setdefault(item.sample, []).append(item)
-        with self._log.writer(rank) as records:
-            for sample, group in by_sample.items():
-                params = self._sampling_for(sample)
-                for start in range(0, len(group), self.chunk_size):
-                    chunk = group[start : start + self.chunk_size]
-                    self.backend.generate(
-                        [item.messages for item in chunk],
-                        params,
-                        show_progress=self.show_progress and rank == 0,
-                        on_result=lambda index, completion, chunk=chunk: records.write(
-                            self._record(chunk[index], completion)
-                        ),
-                    )
-                    logger.info("Synthetic QA: %d of %d items generated.", start + len(chunk), len(group))
+        return run_requests(
+            self.backend,
+            items,
+            self._log,
+            self._record,
+            chunk_size=self.chunk_size,
+            show_progress=self.show_progress,
+            what="Synthetic QA",
+        )
 
     def generate(
         self,
@@ -323,11 +308,7 @@ class SynthQAGenerator:
         }
 
     def _write(self, kept: Dataset, planned: list[dict[str, Any]], dropped: Dataset) -> None:
-        data = self.output_dir / DATA_FILE
-        data.parent.mkdir(parents=True, exist_ok=True)
-        temporary = data.with_suffix(f".tmp-{os.getpid()}")
-        kept.to_parquet(str(temporary))
-        os.replace(temporary, data)
+        save_split(kept, self.output_dir, "train")
         rejects = [record for record in planned if record["status"] != "accepted"]
         rejects += [{**row, "status": "filtered"} for row in dropped]
         write_text_atomically(

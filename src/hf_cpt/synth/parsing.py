@@ -130,14 +130,15 @@ def parse_qa(raw: str) -> tuple[str, str] | None:
     return sections["problem"], sections["solution"]
 
 
-def _normalise(text: str) -> list[str]:
-    """Lower-cased words, so that copy detection ignores case, punctuation and spacing."""
+def _words(text: str) -> list[str]:
+    """Lower-cased runs of word characters: what the length and copy checks count, ignoring case, punctuation and
+    spacing. (Matching texts against each other folds them with `hf_cpt.utils.text.normalize` instead.)"""
     return _WORD.findall(text.lower())
 
 
 def _copy_overlap(problem: str, seed: str) -> float:
     """Share of the problem's word trigrams that also occur in the seed (1.0 = nothing new in the problem)."""
-    problem_words, seed_words = _normalise(problem), _normalise(seed)
+    problem_words, seed_words = _words(problem), _words(seed)
     size = min(_SHINGLE, len(problem_words))
     if size == 0:
         return 0.0
@@ -181,7 +182,7 @@ def validate_qa(
         return "empty_solution"
     if finish_reason == "length" or _is_truncated(solution):
         return "truncated_solution"
-    if len(_normalise(problem)) < min_problem_words or len(_normalise(solution)) < min_solution_words:
+    if len(_words(problem)) < min_problem_words or len(_words(solution)) < min_solution_words:
         return "too_short"
     if instructions is not None and max(_copy_overlap(part, instructions) for part in (problem, solution)) >= (
         echo_threshold

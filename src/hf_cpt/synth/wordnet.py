@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hf_cpt.modeling import cache_dir
+from hf_cpt.utils.environment import cache_dir
+from hf_cpt.utils.imports import missing_extra_error
+from hf_cpt.utils.io import atomic_path
 
 if TYPE_CHECKING:
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
@@ -131,9 +132,9 @@ def lexnames_text() -> str:
 def install_wordnet_corpus(data_root: str | Path | None = None) -> Path:
     """Copy the installed database into `<root>/corpora/wordnet/` once, and return that directory.
 
-    The copy is built in a temporary sibling directory and renamed into place, so a process that
-    finds the directory always finds it complete, and two processes copying at once cannot interleave:
-    the loser of the rename discards its copy and uses the winner's.
+    The copy is built in a temporary sibling directory and renamed into place (`atomic_path`), so a
+    process that finds the directory always finds it complete, and two processes copying at once cannot
+    interleave: the loser of the rename discards its copy and uses the winner's.
     """
     target = nltk_data_root(data_root).expanduser().resolve() / "corpora" / "wordnet"
     if target.is_dir():
@@ -146,21 +147,12 @@ def install_wordnet_corpus(data_root: str | Path | None = None) -> Path:
             "`apt-get install wordnet-base wordnet-sense-index` (scripts/install_wordnet.sh) or set WORDNET_DIR "
             "to a directory holding it."
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".wordnet-", dir=target.parent))
-    try:
+    with atomic_path(target) as staging:
+        staging.mkdir()
         for name in DATABASE_FILES:
             shutil.copyfile(source / name, staging / name)
         (staging / "lexnames").write_text(lexnames_text(), encoding="utf-8")
-        staging.chmod(0o755)
-        try:
-            staging.rename(target)
-            logger.info("Copied the WordNet database from %s into %s (once).", source, target)
-        except OSError:
-            if not target.is_dir():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("Copied the WordNet database from %s into %s (once).", source, target)
     return target
 
 
@@ -175,7 +167,7 @@ def load_wordnet(data_root: str | Path | None = None) -> WordNetCorpusReader:
         import nltk
         from nltk.corpus.reader.wordnet import WordNetCorpusReader
     except ImportError as error:
-        raise ImportError("nltk is not installed; pip install 'hf-cpt[synth]'") from error
+        raise missing_extra_error("nltk") from error
     corpus = install_wordnet_corpus(data_root)
     root = str(corpus.parent.parent)
     key = (os.getpid(), corpus)

@@ -8,7 +8,7 @@ from hf_cpt.topics.classifier import (
     stratified_split,
     train_topic_classifier,
 )
-from hf_cpt.topics.labelling import label_topics
+from hf_cpt.topics.labeling import label_topics
 from hf_cpt.topics.taxonomy import CHINESE, ENGLISH, OTHERS, SOURCE_TAXONOMIES, TAXONOMIES, Taxonomy, load_taxonomy
 
 __all__ = [

@@ -15,7 +15,7 @@ classifiers on those labels. `annotate_topics` produces such a training set thro
   first generated token's candidates into a distribution over the topics (soft labels, and a
   confidence to filter on).
 - **Resumability.** Every document's request has a key hashing what determines its answer, and its
-  outcome is appended to `records/` as soon as it arrives (`hf_cpt.records.RecordLog`). A restarted
+  outcome is appended to `records/` as soon as it arrives (`hf_cpt.generation.run_requests`). A restarted
   run asks only for documents without a finished record. A failed request (the backend gave up after
   its retries) is recorded as failed, asked again by the next run, and meanwhile reported in the
   returned dataset with topic `Others` and match `failed`, so that it can be told apart from a real
@@ -42,21 +42,21 @@ from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
-import torch.distributed as dist
 from datasets import Dataset, List, Value
 
-from hf_cpt.perplexity import rank_and_world
-from hf_cpt.records import RecordLog, write_text_atomically
-from hf_cpt.synth.backends import Completion, GenerationBackend, Messages, SamplingParams
-from hf_cpt.synth.filters import tokenize
-from hf_cpt.synth.prompts import PROMPTS, topic_labeling_messages
+from hf_cpt.generation.base import Completion, GenerationBackend, Messages, SamplingParams
+from hf_cpt.generation.prompts import TOPIC_LABELING
+from hf_cpt.generation.runner import run_requests
 from hf_cpt.topics.taxonomy import OTHERS, TAXONOMIES, Taxonomy, load_taxonomy
+from hf_cpt.utils.distributed import rank_and_world
+from hf_cpt.utils.io import write_text_atomically
+from hf_cpt.utils.records import FAILED, RecordLog
+from hf_cpt.utils.text import tokenize
 
 logger = logging.getLogger(__name__)
 
 MATCH_KINDS = ("exact", "folded", "fuzzy", "others")
-"""How an answer became a label: see `normalize_label`. The dataset adds `failed` for failed requests."""
-FAILED = "failed"
+"""How an answer became a label: see `normalize_label`. The dataset adds `failed` (`FAILED`) for failed requests."""
 OUTPUT_COLUMNS = ("topic", "topic_raw", "topic_match", "topic_probs")
 REPORT_FILE = "annotation_report.json"
 FUZZY_RATIO = 0.85
@@ -64,13 +64,13 @@ FUZZY_RATIO = 0.85
 
 # Words that label an answer ("Topic: Law and Policy") rather than belong to it.
 _LABEL_WORDS = frozenset({"topic", "answer", "label", "category"})
-_PROMPT = PROMPTS["topic_labeling"]
+_PROMPT = TOPIC_LABELING
 
 
 def _fold(text: str) -> tuple[str, ...]:
     """The words of `text` that matching compares: NFKC, casefolded, punctuation and symbols gone, `&` read as "and".
 
-    The same folding that exact deduplication uses (`hf_cpt.synth.filters.tokenize`), so quotes, bold
+    The same folding that exact deduplication uses (`hf_cpt.utils.text.tokenize`), so quotes, bold
     markers, trailing full stops and odd spacing never decide a match; CJK characters become one word each.
     """
     return tuple(tokenize(re.sub("&", " and ", text)))
@@ -165,12 +165,25 @@ def topic_probabilities(candidates: Mapping[str, float] | None, taxonomy: Taxono
     return [value / total for value in mass] if total > 0 else []
 
 
+def topic_labeling_messages(article: str, topics: Sequence[str], separator: str = "; ") -> list[dict[str, str]]:
+    """The zero-shot chat asking a model for the one topic an article belongs to (§3.2.1, Appendix B)."""
+    if isinstance(topics, str):
+        raise ValueError("topics is a single string; pass a list of topic names.")
+    if not topics:
+        raise ValueError("topics is empty; pass the taxonomy's topic names.")
+    if not article.strip():
+        raise ValueError("article is empty; pass the text of the web page to label.")
+    content = TOPIC_LABELING.render(topic_count=len(topics), topics=separator.join(topics), article=article.strip())
+    return [{"role": "user", "content": content}]
+
+
 @dataclass(frozen=True)
 class _Request:
-    """One document's labelling request: its key and the conversation sent."""
+    """One document's labeling request: its key, the conversation sent and its sampling."""
 
     key: str
     messages: Messages
+    sampling: SamplingParams
 
 
 def _hash(value: Any) -> str:
@@ -187,7 +200,7 @@ def _request(
     random.Random(f"{seed}:{document}").shuffle(topics)
     identity = [document, taxonomy.name, list(taxonomy.topics), _PROMPT.fingerprint, backend.model_name]
     key = _hash([*identity, sampling.to_dict(), seed])
-    return _Request(key, topic_labeling_messages(article, topics))
+    return _Request(key, topic_labeling_messages(article, topics), sampling)
 
 
 def _record(key: str, completion: Completion, backend: GenerationBackend, taxonomy: Taxonomy) -> dict[str, Any]:
@@ -261,11 +274,7 @@ def annotate_topics(
         )
     if max_chars < 1:
         raise ValueError(f"max_chars is {max_chars}; set it to 1 or more characters.")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size is {chunk_size}; set it to 1 or more.")
     sampling = sampling or SamplingParams(max_new_tokens=16, temperature=0.0, top_p=1.0, seed=seed, top_logprobs=20)
-    siblings = [other for other in TAXONOMIES.values() if other.name != taxonomy.name]
-
     articles = [str(text or "").strip()[:max_chars] for text in dataset[text_column]]
     keys: list[str | None] = []
     requests: dict[str, _Request] = {}  # identical documents share one request
@@ -277,35 +286,41 @@ def annotate_topics(
         requests.setdefault(request.key, request)
         keys.append(request.key)
 
-    log = RecordLog(Path(output_dir) / "records")
-    done = {key for key, record in log.read().items() if record["status"] != FAILED}
-    rank, world = rank_and_world()
-    pending = [request for key, request in requests.items() if key not in done][rank::world]
-    if done:
-        logger.info("Topic annotation: %d of %d requests already answered in %s.", len(done & requests.keys()),
-                    len(requests), output_dir)  # fmt: skip
-    if pending:
-        with log.writer(rank) as records:
-            for start in range(0, len(pending), chunk_size):
-                chunk = pending[start : start + chunk_size]
-                backend.generate(
-                    [request.messages for request in chunk],
-                    sampling,
-                    show_progress=show_progress and rank == 0,
-                    on_result=lambda index, completion, chunk=chunk: records.write(
-                        _record(chunk[index].key, completion, backend, taxonomy)
-                    ),
-                )
-    if world > 1:
-        dist.barrier()
+    records = run_requests(
+        backend,
+        list(requests.values()),
+        RecordLog(Path(output_dir) / "records"),
+        lambda request, completion: _record(request.key, completion, backend, taxonomy),
+        chunk_size=chunk_size,
+        show_progress=show_progress,
+        what="Topic annotation",
+    )
+    labels, raws, matches, probabilities = _labels(keys, records, taxonomy)
+    if rank_and_world()[0] == 0:
+        report = _report(taxonomy, backend, sampling, len(requests), labels, matches)
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        write_text_atomically(Path(output_dir) / REPORT_FILE, json.dumps(report, indent=2, ensure_ascii=False))
+    dataset = dataset.add_column("topic", labels, feature=Value("string"))
+    dataset = dataset.add_column("topic_raw", raws, feature=Value("string"))
+    dataset = dataset.add_column("topic_match", matches, feature=Value("string"))
+    return dataset.add_column("topic_probs", probabilities, feature=List(Value("float64")))
 
-    records = log.read()
+
+def _labels(
+    keys: Sequence[str | None], records: Mapping[str, Mapping[str, Any]], taxonomy: Taxonomy
+) -> tuple[list[str], list[str | None], list[str], list[list[float]]]:
+    """Per row: its topic, the model's raw answer, how the answer was matched, and the topic probabilities.
+
+    A row whose request failed (or has no record yet) gets `Others` matched `failed`; an empty document (key
+    None, never sent) gets `Others` matched `others`.
+    """
+    siblings = [other for other in TAXONOMIES.values() if other.name != taxonomy.name]
     labels, raws, matches, probabilities = [], [], [], []
     for key in keys:
         record = records.get(key) if key is not None else None
         if key is not None and (record is None or record["status"] == FAILED):
             label, raw, match, probs = OTHERS, None, FAILED, []
-        elif record is None:  # an empty document
+        elif record is None:
             label, raw, match, probs = OTHERS, None, "others", []
         else:
             raw = record["raw"]
@@ -315,15 +330,7 @@ def annotate_topics(
         raws.append(raw)
         matches.append(match)
         probabilities.append(probs)
-
-    if rank == 0:
-        report = _report(taxonomy, backend, sampling, len(requests), labels, matches)
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        write_text_atomically(Path(output_dir) / REPORT_FILE, json.dumps(report, indent=2, ensure_ascii=False))
-    dataset = dataset.add_column("topic", labels, feature=Value("string"))
-    dataset = dataset.add_column("topic_raw", raws, feature=Value("string"))
-    dataset = dataset.add_column("topic_match", matches, feature=Value("string"))
-    return dataset.add_column("topic_probs", probabilities, feature=List(Value("float64")))
+    return labels, raws, matches, probabilities
 
 
 def _report(

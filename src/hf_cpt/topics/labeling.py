@@ -30,8 +30,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from hf_cpt.modeling import hardware_supports_bf16
-from hf_cpt.sharding import ShardedPass, data_fingerprint, documents_of, model_fingerprint
+from hf_cpt.utils.environment import hardware_supports_bf16
+from hf_cpt.utils.inference import eval_mode, pad_batch
+from hf_cpt.utils.resumable import ShardedPass, data_fingerprint, documents_of, model_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +84,7 @@ def _label_shard(
     device = next(model.parameters()).device
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        width = len(token_ids[rows[-1]])
-        input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for row, document in enumerate(rows):
-            ids = token_ids[document]
-            input_ids[row, : len(ids)] = torch.as_tensor(ids)
-            attention_mask[row, : len(ids)] = 1
+        input_ids, attention_mask = pad_batch([token_ids[document] for document in rows], pad_token_id)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
         probabilities[rows] = logits.float().softmax(dim=-1).cpu().numpy()
@@ -141,22 +136,19 @@ def label_topics(
         settings,
     ]
     shards = ShardedPass(len(texts), shard_size, fingerprints, output_dir, "labels", "Topic labels")
-    was_training = model.training
-    model.eval()
     progress = tqdm(
         total=shards.documents_todo(),
         unit="doc",
-        desc="Labelling topics",
+        desc="Labeling topics",
         disable=not show_progress or shards.rank != 0,
     )
-    try:
-        for start in shards.todo:
-            token_ids = tokenizer(list(texts[start : start + shard_size]), truncation=True, max_length=max_length)
-            shards.write(start, _label_shard(model, token_ids["input_ids"], batch_size, pad_token_id, bf16, progress))
-    finally:
-        progress.close()
-        model.train(was_training)
-    gathered = shards.gather()
+
+    def label_shard(start: int, stop: int) -> np.ndarray:
+        token_ids = tokenizer(list(texts[start:stop]), truncation=True, max_length=max_length)["input_ids"]
+        return _label_shard(model, token_ids, batch_size, pad_token_id, bf16, progress)
+
+    with eval_mode(model), progress:
+        gathered = shards.run(label_shard)
     probabilities = np.concatenate(gathered) if gathered else np.zeros((0, len(id2label)), dtype=np.float32)
     replaced = [column for column in (TOPIC_COLUMN, PROBS_COLUMN) if column in dataset.column_names]
     if replaced:

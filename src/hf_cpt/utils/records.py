@@ -17,6 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+FAILED = "failed"
+"""The `status` of a record whose item failed (a request the backend gave up on): the next run does it again."""
+
 
 class RecordLog:
     """JSONL records keyed by `key_field`, written by any number of processes and runs into one folder."""
@@ -40,6 +43,10 @@ class RecordLog:
                 records[record[self.key_field]] = record
         return records
 
+    def finished_keys(self) -> set[str]:
+        """The keys whose latest record is not `FAILED`: the items a restarted run skips."""
+        return {key for key, record in self.read().items() if record.get("status") != FAILED}
+
     @contextmanager
     def writer(self, rank: int = 0) -> Iterator[RecordWriter]:
         """A writer to a new file of this process: `rank<r>-<time>-<pid>.jsonl`."""
@@ -59,11 +66,3 @@ class RecordWriter:
         self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._handle.flush()
         os.fsync(self._handle.fileno())
-
-
-def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
-    """Write a whole file so that a reader (or a run killed meanwhile) never sees half of it."""
-    path = Path(path)
-    temporary = path.with_suffix(path.suffix + f".tmp-{os.getpid()}")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)

@@ -1,0 +1,1 @@
+"""One module per `hf-cpt` sub-command, each with `register(subparsers)` and `run(args)`."""
