@@ -18,7 +18,7 @@ def test_dry_run_checks_every_part_and_writes_the_report(tmp_path):
     assert results["dry_run"] is True
     parts = results["parts"]
     assert list(parts) == [
-        "attention", "throughput", "distributed-step-deepspeed-zero2", "distributed-step-fsdp", "labelling",
+        "attention", "throughput", "distributed-step-deepspeed-zero2", "distributed-step-fsdp", "labeling",
         "generation-transformers", "generation-vllm",
     ]  # fmt: skip
     assert parts["attention"]["cpt_trainer_loads_with"] == parts["attention"]["default_attn_implementation"]
@@ -33,7 +33,7 @@ def test_dry_run_checks_every_part_and_writes_the_report(tmp_path):
         step = parts[f"distributed-step-{config}"]
         assert step["status"] == "ok" and step["distributed_type"] == f"DistributedType.{kind}"
         assert abs(step["first_loss"] - step["reference_loss"]) < 1e-3 and step["per_group_loss_logged"]
-    assert parts["labelling"]["status"] == "ok" and parts["labelling"]["documents"] == 20
+    assert parts["labeling"]["status"] == "ok" and parts["labeling"]["documents"] == 20
     generated = parts["generation-transformers"]
     assert generated["status"] == "ok" and 0 < generated["output_tokens"] <= 2 * 4
     assert parts["generation-vllm"]["status"] == "skipped" and "vllm" in parts["generation-vllm"]["reason"]

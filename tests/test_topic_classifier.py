@@ -1,4 +1,4 @@
-"""Topic classifier (§3.2.1): training with a stratified held-out report, and sharded, resumable labelling."""
+"""Topic classifier (§3.2.1): training with a stratified held-out report, and sharded, resumable labeling."""
 
 from __future__ import annotations
 
@@ -196,7 +196,7 @@ def test_two_processes_label_like_one(tmp_path, bert_tokenizer):
     assert min(report["forwards"] for report in ranks) > 0
 
 
-def test_a_killed_run_resumes_without_relabelling_finished_shards(tmp_path, bert_tokenizer):
+def test_a_killed_run_resumes_without_relabeling_finished_shards(tmp_path, bert_tokenizer):
     model = make_bert(len(bert_tokenizer))
     dataset = Dataset.from_dict({"text": unlabelled_documents(12)})  # 6 shards of 2 documents, 1 batch each
     settings = dict(tokenizer=bert_tokenizer, batch_size=2, bf16=False, shard_size=2, show_progress=False)

@@ -8,7 +8,7 @@
   with `accelerate launch --config_file ...`): the first loss must match the model's own loss on that batch;
 - `generation`: output tokens/s of a synthetic-QA backend (`transformers` or `vllm`) on the same SynthQA prompts,
   a random-weight TinyLlama-config model and a tokenizer trained here;
-- `labelling`: `label_topics` documents/s on the GPU (random MiniLM-sized BERT, a WordPiece vocabulary trained here);
+- `labeling`: `label_topics` documents/s on the GPU (random MiniLM-sized BERT, a WordPiece vocabulary trained here);
 - `report`: merges the parts into `gpu_results.json` and `gpu_results.md`.
 
 Nothing comes from the Hub: models are random weights from configs, tokenizers are trained on the bundled demo
@@ -46,7 +46,7 @@ from transformers import TrainerCallback  # noqa: E402
 REPOSITORY = Path(__file__).resolve().parents[2]
 ACCELERATE_CONFIGS = REPOSITORY / "recipes" / "accelerate_configs"
 DISTRIBUTED_CONFIGS = {"deepspeed-zero2": "deepspeed_zero2.yaml", "fsdp": "fsdp.yaml"}
-PARTS = ("attention", "throughput", "distributed-step", "labelling", "generation")
+PARTS = ("attention", "throughput", "distributed-step", "labeling", "generation")
 THROUGHPUT_VARIANTS = tuple(
     f"{trainer}{'+liger' if liger else ''}{'+compile' if compiled else ''}"
     for compiled in (False, True)
@@ -454,8 +454,8 @@ def generation(options: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-# ---- topic labelling ----
-def labelling(options: argparse.Namespace) -> dict[str, Any]:
+# ---- topic labeling ----
+def labeling(options: argparse.Namespace) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import BertConfig, BertForSequenceClassification
 
@@ -463,7 +463,7 @@ def labelling(options: argparse.Namespace) -> dict[str, Any]:
     from hf_cpt.topics.taxonomy import ENGLISH
 
     sys.path.insert(0, str(REPOSITORY / "benchmarks"))
-    from labelling import mixed_length_documents
+    from labeling import mixed_length_documents
 
     micro = options.dry_run
     with tempfile.TemporaryDirectory() as folder:
@@ -573,7 +573,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "throughput": throughput,
     "distributed-step": distributed_step,
     "generation": generation,
-    "labelling": labelling,
+    "labeling": labeling,
     "report": report,
     "dry-run": dry_run,
 }
@@ -597,7 +597,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=32, help="generation and labelling batch size")
+    parser.add_argument("--batch-size", type=int, default=32, help="generation and labeling batch size")
     parser.add_argument("--documents", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3)
     options = parser.parse_args(argv)

@@ -6,7 +6,7 @@
 #
 # Parts, in order, each under a time limit cut to what is left of the 8 minutes (checks.py says what each does):
 # attention (FlashAttention 2), throughput (~1B Llama: CPTTrainer vs Trainer, +/- Liger, +/- compile),
-# distributed-step (DeepSpeed ZeRO-2, FSDP, through recipes/accelerate_configs/), labelling (label_topics on
+# distributed-step (DeepSpeed ZeRO-2, FSDP, through recipes/accelerate_configs/), labeling (label_topics on
 # the GPU), generation (transformers backend, then vLLM, installed last since it pins its own torch). A part
 # whose package cannot be installed is recorded as skipped, with the reason; the report is written either way.
 set -uo pipefail
@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
 done
 PYTHON=${PYTHON:-python3}
 CHECKS=benchmarks/gpu/checks.py
-PARTS=attention,throughput,distributed-step,labelling,generation
+PARTS=attention,throughput,distributed-step,labeling,generation
 mkdir -p "$OUT_DIR"
 
 if [ "$DRY_RUN" = 1 ]; then
@@ -73,7 +73,7 @@ for config in deepspeed-zero2:deepspeed_zero2.yaml fsdp:fsdp.yaml; do
         --num_machines 1 "$CHECKS" distributed-step --config "${config%%:*}" --name "distributed-step-${config%%:*}" \
         --out "$OUT_DIR"
 done
-part 40 "$PYTHON" "$CHECKS" labelling --out "$OUT_DIR"
+part 40 "$PYTHON" "$CHECKS" labeling --out "$OUT_DIR"
 part 45 "$PYTHON" "$CHECKS" generation --backend transformers --name generation-transformers --out "$OUT_DIR"
 if [ "$(left)" -gt 90 ] && install "$(( $(left) - 60 ))" vllm; then
     part 120 "$PYTHON" "$CHECKS" generation --backend vllm --name generation-vllm --out "$OUT_DIR"

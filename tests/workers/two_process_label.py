@@ -1,4 +1,4 @@
-"""Worker for the two-process labelling test: label_topics under torchrun (gloo, world size 2).
+"""Worker for the two-process labeling test: label_topics under torchrun (gloo, world size 2).
 
 Each rank labels its own shards into a shared folder and writes the columns it read back and the
 number of forward passes it ran.

@@ -1,4 +1,4 @@
-"""Topic classification (§3.2.1): taxonomies, LLM annotation, classifier training and corpus labelling."""
+"""Topic classification (§3.2.1): taxonomies, LLM annotation, classifier training and corpus labeling."""
 
 from hf_cpt.topics.annotate import annotate_topics, normalize_label, topic_probabilities
 from hf_cpt.topics.classifier import (

@@ -1,4 +1,4 @@
-"""Append-only records of finished work items, so a long LLM or labelling job resumes without loss or repeats.
+"""Append-only records of finished work items, so a long LLM or labeling job resumes without loss or repeats.
 
 Each process appends one JSON line per finished item to its own file under a folder, and flushes and
 syncs it at once: a killed process loses at most the item it was writing (a cut-short last line is

@@ -4,7 +4,7 @@ Two kinds of work share this loop: find what is not done yet, do this rank's sha
 moment it is known, wait for the other ranks, and read everything back.
 
 - `ShardedPass`: a model's pass over documents whose result is an array per document (perplexity scoring,
-  classifier labelling). Documents are cut into shards of `shard_size`; under `torch.distributed`
+  classifier labeling). Documents are cut into shards of `shard_size`; under `torch.distributed`
   (`accelerate launch`, `torchrun`) rank r takes shards r, r + world, .... Each finished shard's array is
   written atomically, named by a key of fingerprints of the model, the data and the settings, so a restarted
   run skips it and an identical call reuses the work. `run` does the pass; every rank ends holding the whole
