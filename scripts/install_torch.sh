@@ -24,6 +24,12 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
   echo "PyTorch: nvidia-smi sees a GPU; installing the default (CUDA) build, $spec."
   "$python" -m pip install "$spec"
 else
+  # An index that cannot be reached (an offline mirror, a closed network) would only add minutes of retries.
+  if [ -n "$cpu_index" ] && ! "$python" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)" \
+      "$cpu_index/" >/dev/null 2>&1; then
+    echo "PyTorch: $cpu_index cannot be reached; using the configured package indexes only."
+    cpu_index=""
+  fi
   echo "PyTorch: no GPU (nvidia-smi absent or failing); installing the CPU build, $spec."
   "$python" -m pip install "$spec" ${cpu_index:+--extra-index-url "$cpu_index"}
 fi

@@ -1,16 +1,23 @@
-"""Optional packages: whether each is installed, and the one message that says which extra installs it.
+"""Imports that cost nothing until used: optional packages, and a package's names loaded when first named.
 
 hf-cpt's optional dependencies are pip extras (`pip install "hf-cpt[vllm]"`). Each check below only looks the
 package up (`importlib.util.find_spec`), so asking costs no import; code that needs the package imports it where
 it uses it and, when it is missing, raises `missing_extra_error(...)`, so every such error reads the same.
+
+`lazy_exports` gives a package the module `__getattr__` of PEP 562, as transformers' and TRL's `_LazyModule`
+do: `import hf_cpt` loads no torch, and `from hf_cpt import CPTTrainer` imports the trainer stack only then.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -103,3 +110,35 @@ def package_folder(module: str, missing: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(missing)
     return Path(spec.submodule_search_locations[0])
+
+
+def lazy_exports(
+    package: str, structure: Mapping[str, Sequence[str]]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]], list[str]]:
+    """`__getattr__`, `__dir__` and `__all__` for a package whose public names live in its modules.
+
+    A name is imported from its module the first time it is asked for, then kept on the package, so later
+    lookups are plain attribute reads. Use it at the end of a package's `__init__.py`:
+
+        _STRUCTURE = {"hf_cpt.trainer": ["CPTTrainer"]}
+        __getattr__, __dir__, __all__ = lazy_exports(__name__, _STRUCTURE)
+
+    with the same imports under `if TYPE_CHECKING:` for type checkers and editors.
+
+    Args:
+        package: the package's `__name__`.
+        structure: module path -> the public names it defines.
+    """
+    owner = {name: module for module, names in structure.items() for name in names}
+
+    def __getattr__(name: str) -> Any:
+        if name not in owner:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(owner[name]), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(vars(sys.modules[package])) | set(owner))
+
+    return __getattr__, __dir__, sorted(owner)
