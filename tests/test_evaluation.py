@@ -217,6 +217,31 @@ def test_forgetting_report_flags_drops_beyond_the_threshold():
     assert "⚠ drop" not in forgetting_report(before, after, threshold=2.0)
 
 
+def with_errors(scores: dict[str, tuple[float, float]]) -> EvaluationResult:
+    """A result as the runner builds it: lm-eval's accuracy and its standard error per benchmark."""
+    return EvaluationResult(
+        scores={name: score for name, (score, _) in scores.items()},
+        metrics={name: {"acc,none": score, "acc_stderr,none": error} for name, (score, error) in scores.items()},
+    )
+
+
+def test_forgetting_report_marks_a_change_within_two_standard_errors_as_not_significant():
+    before = with_errors({"mmlu": (66.60, 1.20), "ceval": (49.43, 0.50), "sciq": (90.00, 0.30)})
+    after = with_errors({"mmlu": (65.19, 1.30), "ceval": (58.24, 0.50), "sciq": (85.00, 0.30)})
+    lines = forgetting_report(before, json.loads(json.dumps(after.to_dict()))).splitlines()
+    # -1.41 against 2 × hypot(1.20, 1.30) = 3.54: noise, so no drop flag although it passes the threshold.
+    assert lines[2] == "| MMLU | 66.60 ± 1.20 | 65.19 ± 1.30 | -1.41 ± 1.77 | not significant |"
+    assert lines[3] == "| C-Eval | 49.43 ± 0.50 | 58.24 ± 0.50 | +8.81 ± 0.71 |  |"
+    assert lines[4] == "| SciQ | 90.00 ± 0.30 | 85.00 ± 0.30 | -5.00 ± 0.42 | ⚠ drop |"
+
+
+def test_standard_errors_come_from_the_metric_lm_eval_reports_beside_the_score():
+    result = with_errors({"sciq": (90.0, 0.3)})
+    assert result.standard_error("sciq") == 0.3
+    assert EvaluationResult(scores={"sciq": 90.0}).standard_error("sciq") is None
+    assert comparison_table(result).splitlines()[2] == "| SciQ | 5 | 90.00 ± 0.30 | 90.90 | 91.20 |"
+
+
 def test_result_round_trips_through_json_with_nan_as_null():
     result = EvaluationResult(scores={"mmlu": float("nan"), "sciq": 90.0}, metrics={"sciq": {"acc,none": 90.0}})
     data = json.loads(json.dumps(result.to_dict(), allow_nan=False))

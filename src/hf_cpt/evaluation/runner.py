@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hf_cpt.evaluation.benchmarks import TASKS_DIR, Benchmark, resolve_benchmarks
+from hf_cpt.evaluation.benchmarks import BENCHMARKS, TASKS_DIR, Benchmark, resolve_benchmarks
 from hf_cpt.utils.imports import missing_extra_error
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,18 @@ class EvaluationResult:
             limit=data.get("limit"),
             metrics={k: dict(v) for k, v in data.get("metrics", {}).items()},
         )
+
+    def standard_error(self, name: str) -> float | None:
+        """The standard error lm-eval gave `name`'s score (percent), or None where it computed none.
+
+        lm-eval reports it beside each metric as `<metric>_stderr,<filter>` (closed form for accuracies).
+        """
+        benchmark = BENCHMARKS.get(name)
+        if benchmark is None:
+            return None
+        metric, _, filter_name = benchmark.metric.partition(",")
+        value = self.metrics.get(name, {}).get(f"{metric}_stderr,{filter_name}")
+        return value if value is not None and math.isfinite(value) else None
 
     def save(self, output_dir: str | os.PathLike[str]) -> Path:
         """Write `evaluation.json` into `output_dir` (created if needed) and return its path."""
@@ -193,7 +205,9 @@ def evaluate(
             limit=limit,
             task_manager=task_manager,
             log_samples=False,
-            bootstrap_iters=0,
+            # Any positive count makes lm-eval report standard errors; accuracies use the closed form, so
+            # only bootstrapped metrics (none of the shipped benchmarks) pay for the iterations.
+            bootstrap_iters=1000,
             confirm_run_unsafe_code=allow_code_execution,
         )
         if output is None:  # lm-eval returns None on non-zero ranks.
