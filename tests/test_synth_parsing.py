@@ -387,6 +387,12 @@ def test_a_pair_that_restates_the_prompts_guidelines_is_rejected():
     assert check_qa(echo).accepted  # without the prompt to compare with, it looks like a pair
     raw = f"[Problem]\n{BLOCK_PROBLEM}\n[Solution]\n{LONG_SOLUTION}"
     assert check_qa(raw, instructions=guidelines).accepted  # a real pair shares a few words, not the wording
+    # One guideline sentence pasted into a real pair is an echo too, though most of the pair is new.
+    pasted = (
+        f"[Problem]\n{BLOCK_PROBLEM} This should be **completely self-contained**, providing all the contextual "
+        f"information.\n[Solution]\n{LONG_SOLUTION}"
+    )
+    assert check_qa(pasted, instructions=guidelines).reject_reason == "echoed_prompt"
 
 
 def test_accept_rates_tallies_totals_rates_and_reasons_per_discipline():

@@ -147,6 +147,13 @@ def _copy_overlap(problem: str, seed: str) -> float:
     return len(problem_grams & seed_grams) / len(problem_grams)
 
 
+def _shares_span(text: str, other: str, span: int) -> bool:
+    """Whether `text` and `other` have a run of `span` consecutive words in common."""
+    text_words, other_words = _words(text), _words(other)
+    other_grams = {tuple(other_words[i : i + span]) for i in range(len(other_words) - span + 1)}
+    return any(tuple(text_words[i : i + span]) in other_grams for i in range(len(text_words) - span + 1))
+
+
 def _is_truncated(solution: str) -> bool:
     """Whether the solution stops mid-sentence, mid-code-block or mid-equation."""
     text = solution.rstrip()
@@ -166,6 +173,7 @@ def validate_qa(
     copy_threshold: float = 0.9,
     instructions: str | None = None,
     echo_threshold: float = 0.5,
+    echo_span: int = 6,
 ) -> str | None:
     """None when the pair is worth keeping, else the first reason code (a key of `REJECT_REASONS`) that applies.
 
@@ -174,7 +182,9 @@ def validate_qa(
     found in `seed` at or above which the problem counts as copied (a problem contained verbatim in the seed has
     share 1.0). Copies matter because the paper's goal is new exercises *inspired* by the seed, not restatements.
     `instructions` is the prompt's own wording (without the seed): a problem or solution whose word trigrams are
-    at least `echo_threshold` from it restates the guidelines instead of answering them, which small models do.
+    at least `echo_threshold` from it restates the guidelines instead of answering them, which small models do;
+    so does one that carries any run of `echo_span` consecutive words of them (a guideline sentence pasted into an
+    otherwise real problem, such as "This should be completely self-contained, providing all ...").
     """
     if not problem.strip():
         return "empty_problem"
@@ -184,8 +194,9 @@ def validate_qa(
         return "truncated_solution"
     if len(_words(problem)) < min_problem_words or len(_words(solution)) < min_solution_words:
         return "too_short"
-    if instructions is not None and max(_copy_overlap(part, instructions) for part in (problem, solution)) >= (
-        echo_threshold
+    if instructions is not None and any(
+        _copy_overlap(part, instructions) >= echo_threshold or _shares_span(part, instructions, echo_span)
+        for part in (problem, solution)
     ):
         return "echoed_prompt"
     if seed is not None and _copy_overlap(problem, seed) >= copy_threshold:
