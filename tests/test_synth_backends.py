@@ -28,6 +28,7 @@ from conftest import make_model, make_tokenizer
 from hf_cpt.generation import (
     BACKENDS,
     Completion,
+    GenerationBackend,
     OpenAIBackend,
     SamplingParams,
     TransformersBackend,
@@ -490,3 +491,34 @@ def test_transformers_on_the_embedded_model():
     assert all(c.ok and c.text.strip() for c in batched)
     assert summary(batched) == summary(alone)
     assert backend.model_name == str(path)
+
+
+class OutOfOrderBackend(GenerationBackend):
+    """Finishes conversations last-first, as a server answering concurrent requests may; can skip one."""
+
+    name = "out-of-order"
+    model_name = "out-of-order"
+
+    def __init__(self, skip: int | None = None) -> None:
+        self.skip = skip
+
+    def _completions(self, conversations, params):
+        for index in reversed(range(len(conversations))):
+            if index != self.skip:
+                yield index, Completion(text=f"answer {index}", finish_reason="stop")
+
+
+def test_generate_returns_completions_in_order_and_reports_each_as_it_finishes():
+    seen = []
+    results = OutOfOrderBackend().generate(
+        [[{"role": "user", "content": str(i)}] for i in range(3)],
+        SamplingParams(),
+        on_result=lambda index, completion: seen.append((index, completion.text)),
+    )
+    assert [completion.text for completion in results] == ["answer 0", "answer 1", "answer 2"]
+    assert seen == [(2, "answer 2"), (1, "answer 1"), (0, "answer 0")]
+
+
+def test_a_backend_that_skips_a_conversation_is_an_error_not_a_hole():
+    with pytest.raises(RuntimeError, match="no completion for conversation 1"):
+        OutOfOrderBackend(skip=1).generate([[{"role": "user", "content": str(i)}] for i in range(3)], SamplingParams())

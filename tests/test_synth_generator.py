@@ -51,20 +51,15 @@ class ScriptedBackend(GenerationBackend):
         raw = f"Sure! Here is a pair.\n\n[Problem]\n{problem}\n\n[Solution]\n{SOLUTION}"
         return Completion(text=raw, finish_reason="stop", prompt_tokens=50, completion_tokens=60)
 
-    def generate(self, conversations, params, *, show_progress=False, on_result=None):
-        results = []
+    def _completions(self, conversations, params):
         for index, conversation in enumerate(conversations):
             seed = seed_of(conversation)
             time.sleep(self.delay)
-            completion = self.answer(seed)
             self.asked.append(seed)
-            if on_result is not None:
-                on_result(index, completion)
+            yield index, self.answer(seed)
             if self.log is not None:
                 with self.log.open("a") as log:
                     log.write(seed + "\n")
-            results.append(completion)
-        return results
 
 
 def snippets(texts, disciplines=None) -> Dataset:

@@ -116,8 +116,7 @@ class ScriptedBackend(GenerationBackend):
         self.failing = set(failing)
         self.received: list[Messages] = []
 
-    def generate(self, conversations, params, *, show_progress=False, on_result=None):
-        results = []
+    def _completions(self, conversations, params):
         for index, messages in enumerate(conversations):
             self.received.append(messages)
             article = article_of(messages)
@@ -130,10 +129,7 @@ class ScriptedBackend(GenerationBackend):
                 decoy = "Psychology" if first != "Psychology" else "History"
                 logprobs = {first: math.log(0.7), decoy: math.log(0.2), "**": math.log(0.1)}
                 completion = Completion(answer, "stop", top_logprobs=[logprobs, {"and": 0.0}])
-            results.append(completion)
-            if on_result is not None:
-                on_result(index, completion)
-        return results
+            yield index, completion
 
 
 def documents() -> Dataset:

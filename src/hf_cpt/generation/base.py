@@ -13,14 +13,18 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+from tqdm.auto import tqdm
 
 Messages = list[dict[str, str]]
 """Chat messages, e.g. `[{"role": "user", "content": "..."}]`."""
 ResultCallback = Callable[[int, "Completion"], None]
 """Called with (index of the conversation, its completion) as each one finishes."""
+IndexedCompletions = Iterator[tuple[int, "Completion"]]
+"""(index of the conversation, its completion) pairs, in the order the completions finish."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,6 @@ class GenerationBackend(ABC):
     model_name: str
     """Recorded with every output, so a synthetic dataset says which model wrote it."""
 
-    @abstractmethod
     def generate(
         self,
         conversations: Sequence[Messages],
@@ -96,6 +99,20 @@ class GenerationBackend(ABC):
         `on_result(index, completion)` is called for each conversation as soon as its completion is known
         (in whatever order they finish), so a caller can save finished work before the whole call returns.
         """
+        results: list[Completion | None] = [None] * len(conversations)
+        with tqdm(total=len(conversations), desc="generate", disable=not show_progress) as bar:
+            for index, completion in self._completions(conversations, params):
+                results[index] = completion
+                if on_result is not None:
+                    on_result(index, completion)
+                bar.update(1)
+        if None in results:
+            raise RuntimeError(f"{type(self).__name__} returned no completion for conversation {results.index(None)}.")
+        return results  # type: ignore[return-value]  # every slot is filled: checked above
+
+    @abstractmethod
+    def _completions(self, conversations: Sequence[Messages], params: SamplingParams) -> IndexedCompletions:
+        """(index, completion) once for every conversation, as each finishes: what a backend implements."""
 
 
 def describe_error(error: BaseException) -> str:

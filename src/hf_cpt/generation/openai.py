@@ -15,13 +15,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, ClassVar, NamedTuple
 
-from tqdm.auto import tqdm
-
 from hf_cpt.generation.base import (
     Completion,
     GenerationBackend,
+    IndexedCompletions,
     Messages,
-    ResultCallback,
     SamplingParams,
     describe_error,
     most_likely,
@@ -114,32 +112,16 @@ class OpenAIBackend(GenerationBackend):
         self._log_lock = threading.Lock()
         self.retry_log: list[RetryRecord] = []
 
-    def generate(
-        self,
-        conversations: Sequence[Messages],
-        params: SamplingParams,
-        *,
-        show_progress: bool = False,
-        on_result: ResultCallback | None = None,
-    ) -> list[Completion]:
+    def _completions(self, conversations: Sequence[Messages], params: SamplingParams) -> IndexedCompletions:
         self.retry_log = []
-        results: list[Completion | None] = [None] * len(conversations)
-        with (
-            ThreadPoolExecutor(max_workers=self.max_concurrency) as pool,
-            tqdm(total=len(conversations), desc="generate", disable=not show_progress) as bar,
-        ):
+        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
             futures = {
                 pool.submit(self._complete, index, conversation, params): index
                 for index, conversation in enumerate(conversations)
             }
             for future in as_completed(futures):
-                index = futures[future]
-                results[index] = future.result()
-                if on_result is not None:
-                    on_result(index, results[index])
-                bar.update(1)
+                yield futures[future], future.result()
         self.retry_log.sort()
-        return results  # type: ignore[return-value]  # every slot is filled above
 
     def payload(self, conversation: Messages, params: SamplingParams) -> dict[str, Any]:
         """The request body; `extra_body` comes last so it can add or override any field."""

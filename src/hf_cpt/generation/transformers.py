@@ -7,14 +7,13 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
-from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from hf_cpt.generation.base import (
     Completion,
     GenerationBackend,
+    IndexedCompletions,
     Messages,
-    ResultCallback,
     SamplingParams,
     describe_error,
 )
@@ -91,19 +90,11 @@ class TransformersBackend(GenerationBackend):
         text = self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def generate(
-        self,
-        conversations: Sequence[Messages],
-        params: SamplingParams,
-        *,
-        show_progress: bool = False,
-        on_result: ResultCallback | None = None,
-    ) -> list[Completion]:
+    def _completions(self, conversations: Sequence[Messages], params: SamplingParams) -> IndexedCompletions:
         prompts = [self.encode(conversation) for conversation in conversations]
         # Longest first: a batch that does not fit in memory fails at the start, not after hours.
         order = sorted(range(len(prompts)), key=lambda index: -len(prompts[index]))
-        results: list[Completion | None] = [None] * len(prompts)
-        with eval_mode(self.model), tqdm(total=len(prompts), desc="generate", disable=not show_progress) as bar:
+        with eval_mode(self.model):
             for batch_index, start in enumerate(range(0, len(order), self.batch_size)):
                 indices = order[start : start + self.batch_size]
                 batch = [prompts[index] for index in indices]
@@ -113,12 +104,7 @@ class TransformersBackend(GenerationBackend):
                     completions = [
                         Completion.failed(describe_error(error), prompt_tokens=len(prompt)) for prompt in batch
                     ]
-                for index, completion in zip(indices, completions, strict=True):
-                    results[index] = completion
-                    if on_result is not None:
-                        on_result(index, completion)
-                bar.update(len(indices))
-        return results  # type: ignore[return-value]  # every slot is filled above
+                yield from zip(indices, completions, strict=True)
 
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams, batch_index: int) -> list[Completion]:
         device = self.model.device

@@ -6,13 +6,11 @@ import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from tqdm.auto import tqdm
-
 from hf_cpt.generation.base import (
     Completion,
     GenerationBackend,
+    IndexedCompletions,
     Messages,
-    ResultCallback,
     SamplingParams,
     describe_error,
     most_likely,
@@ -37,14 +35,7 @@ class VLLMBackend(GenerationBackend):
         self.llm = vllm.LLM(model=str(model), **llm_kwargs)
         self.model_name = model_name or str(model)
 
-    def generate(
-        self,
-        conversations: Sequence[Messages],
-        params: SamplingParams,
-        *,
-        show_progress: bool = False,
-        on_result: ResultCallback | None = None,
-    ) -> list[Completion]:
+    def _completions(self, conversations: Sequence[Messages], params: SamplingParams) -> IndexedCompletions:
         sampling = self._vllm.SamplingParams(
             max_tokens=params.max_new_tokens,
             temperature=params.temperature,
@@ -54,22 +45,17 @@ class VLLMBackend(GenerationBackend):
         )
         conversations = [list(conversation) for conversation in conversations]
         try:
-            outputs = self.llm.chat(conversations, sampling_params=sampling, use_tqdm=show_progress)
-            results = [self._completion(output, params) for output in outputs]
+            outputs = self.llm.chat(conversations, sampling_params=sampling, use_tqdm=False)
         except (ValueError, RuntimeError) as error:
             if len(conversations) <= 1:
-                results = [Completion.failed(describe_error(error)) for _ in conversations]
+                yield from ((index, Completion.failed(describe_error(error))) for index in range(len(conversations)))
             else:
                 # vLLM rejects the whole call for one bad request (e.g. a prompt over the context): retry one
                 # by one so only that item fails.
-                results = [
-                    self._generate_one(conversation, sampling, params)
-                    for conversation in tqdm(conversations, desc="generate", disable=not show_progress)
-                ]
-        if on_result is not None:
-            for index, completion in enumerate(results):
-                on_result(index, completion)
-        return results
+                for index, conversation in enumerate(conversations):
+                    yield index, self._generate_one(conversation, sampling, params)
+            return
+        yield from enumerate(self._completion(output, params) for output in outputs)
 
     def _generate_one(self, conversation: Messages, sampling: Any, params: SamplingParams) -> Completion:
         try:
