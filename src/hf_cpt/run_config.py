@@ -372,6 +372,14 @@ class RecipeArguments:
         return list(dict.fromkeys(source for stage in self.stages for source in stage.ratios))
 
 
+#: The nested fields of `RecipeArguments`: JSON strings on the command line, but never strings in YAML.
+NESTED_SHAPES = {
+    "stages": "a list of stages (name, num_tokens, mixture)",
+    "topic_classifier": "a mapping of TopicClassifierConfig fields",
+    "synthesis": "a mapping of SynthesisConfig fields",
+}
+
+
 class RecipeParser(TrlParser):
     """`TrlParser` for `RecipeArguments` and `CPTConfig` that checks the YAML file before using it.
 
@@ -387,5 +395,7 @@ class RecipeParser(TrlParser):
         for key, value in kwargs.items():
             if key not in self._types:
                 raise unknown_key_error("The config file", key, self._types, listing=False)
+            if key in NESTED_SHAPES and isinstance(value, str):
+                raise ValueError(f"{key} is {value!r}, not {NESTED_SHAPES[key]}; write it as that in the YAML file.")
             kwargs[key] = coerce(key, value, self._types[key])
         return super().set_defaults_with_config(**kwargs)
