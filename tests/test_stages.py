@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import RecordingTrainer, make_model, micro_config
+from safetensors.torch import load_file, save_file
 
 from hf_cpt.data import load_corpus, source_of
 from hf_cpt.mixture import load_drawn_blocks, plan_stage, stage_group_weights
@@ -146,6 +147,15 @@ def test_a_finished_stage_is_skipped_and_an_unfinished_one_resumes(
     expected = first.state_dict()
     for name, tensor in again.state_dict().items():
         assert torch.equal(tensor, expected[name]), name
+    # The stage took the checkpoint's weights and had no step left to train: halve them, and the stage ends there.
+    for name in ("model.safetensors", "data_recipe.json", "trainer_state.json"):
+        (tmp_path / "synthetic" / name).unlink()
+    checkpoint = tmp_path / "synthetic" / "checkpoint-4" / "model.safetensors"
+    halved = {name: tensor / 2 for name, tensor in load_file(checkpoint).items()}
+    save_file(halved, checkpoint, metadata={"format": "pt"})
+    run_stages(tmp_path, tiny_model_path, corpus, tokenizer)
+    for name, tensor in load_file(tmp_path / "synthetic" / "model.safetensors").items():
+        assert torch.equal(tensor, halved[name]), name
 
 
 def test_a_stage_with_zero_tokens_fails_before_training(tmp_path, tiny_model_path, tokenizer, corpus):
