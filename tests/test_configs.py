@@ -156,6 +156,10 @@ def test_numbers_written_as_strings_are_converted_when_exact(tmp_path):
         ({"stages": [stage(curriculum_groups="web-cn")]}, "curriculum_groups is 'web-cn', not a list"),
         ({"stages": [stage(), stage()]}, r"stages\[1\].name 'stage1_bilingual_adaptation' is taken"),
         ({"stages": [stage(mixture=None)]}, "has no mixture; give a preset"),
+        (
+            {"stages": [stage(), {**DEMO["stages"][1], "curriculum_order": "XY"}]},
+            "curriculum_order is 'XY'; use one of",
+        ),
         ({"stages": [stage(output_dir="x")]}, "sets output_dir; a stage writes into output_dir/<name>"),
         (
             {"synthesis": {"source": "poetry-en"}},

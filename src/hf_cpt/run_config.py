@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import json
 import math
+import os
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ def _nearest(key: str, names: typing.Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def unknown_key_error(where: str, key: str, names: typing.Iterable[str], listing: bool = True) -> ValueError:
+def _unknown_key_error(where: str, key: str, names: typing.Iterable[str], listing: bool = True) -> ValueError:
     """One sentence for a key no field answers to: the nearest field, else the fields (when few)."""
     names = sorted(names)
     nearest = _nearest(key, names)
@@ -51,17 +52,19 @@ def unknown_key_error(where: str, key: str, names: typing.Iterable[str], listing
     return ValueError(f"{where} has no key {key!r}; {hint}.")
 
 
-def _whole_number(where: str, value: Any) -> int:
-    number = value
-    if isinstance(value, str):
-        text = value.strip().replace("_", "")
+def _number(text: str) -> int | float | None:
+    """The number a string spells (`"100000"`, `"1e5"`, `"1_000"`), or None."""
+    text = text.strip().replace("_", "")
+    for parse in (int, float):
         try:
-            number = int(text)
+            return parse(text)
         except ValueError:
-            try:
-                number = float(text)
-            except ValueError:
-                number = None
+            pass
+    return None
+
+
+def _whole_number(where: str, value: Any) -> int:
+    number = _number(value) if isinstance(value, str) else value
     if isinstance(number, float) and math.isfinite(number) and number.is_integer() and abs(number) < 2**53:
         number = int(number)
     if isinstance(number, bool) or not isinstance(number, int):
@@ -78,7 +81,7 @@ def _real_number(where: str, value: Any) -> float:
         raise ValueError(f"{where} is {value!r}; give a number (e.g. 0.5 or 1.0e-5).") from None
 
 
-def coerce(where: str, value: Any, annotation: Any) -> Any:
+def _coerce(where: str, value: Any, annotation: Any) -> Any:
     """`value` as the field's type asks, where that is plain: ints and floats exactly, lists as lists.
 
     Unions of several types (`str | dict`) and every other type pass through unchanged for the consumer to
@@ -106,24 +109,24 @@ def coerce(where: str, value: Any, annotation: Any) -> Any:
     return value
 
 
-def coerce_fields(instance: Any, where: str = "") -> None:
-    """Coerce every field of a dataclass instance in place (see `coerce`); messages name `where.field`."""
+def _coerce_fields(instance: Any, where: str = "") -> None:
+    """Coerce every field of a dataclass instance in place (see `_coerce`); messages name `where.field`."""
     prefix = f"{where}." if where else ""
     for name, annotation in _field_types(type(instance)).items():
-        setattr(instance, name, coerce(prefix + name, getattr(instance, name), annotation))
+        setattr(instance, name, _coerce(prefix + name, getattr(instance, name), annotation))
 
 
-def from_mapping(cls: type, values: Any, where: str) -> Any:
+def _from_mapping(cls: type, values: Any, where: str) -> Any:
     """A config dataclass from the mapping YAML gave, refusing any key it has no field for."""
     if not isinstance(values, Mapping):
         raise ValueError(f"{where} is {values!r}, not a mapping; write it as `key: value` pairs.")
     for key in values:
         if key not in _field_types(cls):
-            raise unknown_key_error(where, key, _field_types(cls))
+            raise _unknown_key_error(where, key, _field_types(cls))
     return cls(**values)
 
 
-def parse_json_flag(flag: str, value: str, expected: str) -> Any:
+def _parse_json_flag(flag: str, value: str, expected: str) -> Any:
     """The JSON a command-line flag holds, or one sentence naming the flag."""
     try:
         return json.loads(value)
@@ -163,7 +166,7 @@ class StageConfig:
 
     def __post_init__(self) -> None:
         self.label = where = self.label or f"stage {self.name}"
-        coerce_fields(self, where)
+        _coerce_fields(self, where)
         if self.num_tokens < 0:
             raise ValueError(f"{where}.num_tokens is {self.num_tokens}; give the stage's token budget (> 0).")
         if not self.mixture:
@@ -171,12 +174,12 @@ class StageConfig:
                 f"{where} has no mixture; give a preset ({', '.join(sorted(MIXTURES))}) or a mapping source -> ratio."
             )
         fields = _field_types(CPTConfig)
-        for key, value in self.overrides.items():
+        for key in self.overrides:
             if key == "output_dir":
                 raise ValueError(f"{where} sets output_dir; a stage writes into output_dir/<name>, so remove it.")
             if key not in fields:
-                raise unknown_key_error(where, key, [*STAGE_KEYS, *fields], listing=False)
-            self.overrides[key] = coerce(f"{where}.{key}", value, fields[key])
+                raise _unknown_key_error(where, key, [*STAGE_KEYS, *fields], listing=False)
+        self.overrides = {key: _coerce(f"{where}.{key}", value, fields[key]) for key, value in self.overrides.items()}
         self.ratios = flatten_mixture(resolve_mixture(self.mixture, f"{where}.mixture"), f"{where}.mixture")
 
     @classmethod
@@ -220,7 +223,7 @@ class TopicClassifierConfig:
     max_length: int = 128
 
     def __post_init__(self) -> None:
-        coerce_fields(self, "topic_classifier")
+        _coerce_fields(self, "topic_classifier")
         if isinstance(self.model, Mapping) and set(self.model) - set(self.taxonomies):
             extra = sorted(set(self.model) - set(self.taxonomies))
             raise ValueError(
@@ -275,7 +278,7 @@ class SynthesisConfig:
     sampling: SamplingParams = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        coerce_fields(self, "synthesis")
+        _coerce_fields(self, "synthesis")
         if self.backend not in BACKENDS:
             raise ValueError(f"synthesis.backend is {self.backend!r}; set it to one of {', '.join(BACKENDS)}.")
         for name in ("samples_per_seed", "batch_size"):
@@ -334,10 +337,10 @@ class RecipeArguments:
     )
 
     def __post_init__(self) -> None:
-        coerce_fields(self)
+        _coerce_fields(self)
         stages = self.stages
         if isinstance(stages, str):
-            stages = parse_json_flag("--stages", stages, "a list of stages")
+            stages = _parse_json_flag("--stages", stages, "a list of stages")
         if not isinstance(stages, (list, tuple)):
             raise ValueError(f"stages is {stages!r}, not a list; give a list of stages (name, num_tokens, mixture).")
         if not stages:
@@ -361,10 +364,10 @@ class RecipeArguments:
     def _nested(self, name: str, cls: type) -> Any:
         value = getattr(self, name)
         if isinstance(value, str):
-            value = parse_json_flag(f"--{name}", value, "a mapping")
+            value = _parse_json_flag(f"--{name}", value, "a mapping")
         if value is None or isinstance(value, cls):
             return value
-        return from_mapping(cls, value, name)
+        return _from_mapping(cls, value, name)
 
     @property
     def sources(self) -> list[str]:
@@ -391,11 +394,22 @@ class RecipeParser(TrlParser):
         super().__init__(dataclass_types, **kwargs)
         self._types = {name: t for cls in dataclass_types for name, t in _field_types(cls).items()}
 
+    def parse_args_and_config(self, args: list[str] | None = None, **kwargs: Any) -> tuple[Any, ...]:
+        """`TrlParser.parse_args_and_config`, then each stage's `CPTConfig` built once: a bad override of a later
+        stage (`curriculum_order: XY`) fails here, not after the stages before it have trained."""
+        output = super().parse_args_and_config(args, **kwargs)
+        recipe_args = next((part for part in output if isinstance(part, RecipeArguments)), None)
+        config = next((part for part in output if isinstance(part, CPTConfig)), None)
+        if recipe_args is not None and config is not None:
+            for stage in recipe_args.stages:
+                stage.training_args(config, os.path.join(config.output_dir, stage.name))
+        return output
+
     def set_defaults_with_config(self, **kwargs: Any) -> list[str]:
         for key, value in kwargs.items():
             if key not in self._types:
-                raise unknown_key_error("The config file", key, self._types, listing=False)
+                raise _unknown_key_error("The config file", key, self._types, listing=False)
             if key in NESTED_SHAPES and isinstance(value, str):
                 raise ValueError(f"{key} is {value!r}, not {NESTED_SHAPES[key]}; write it as that in the YAML file.")
-            kwargs[key] = coerce(key, value, self._types[key])
+            kwargs[key] = _coerce(key, value, self._types[key])
         return super().set_defaults_with_config(**kwargs)
