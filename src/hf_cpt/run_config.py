@@ -315,7 +315,7 @@ class RecipeArguments:
     # A list of mappings in YAML; on the command line, the same as a JSON string.
     stages: list[StageConfig] | str | None = field(
         default=None,
-        metadata={"help": "Stages (StageConfig): name, num_tokens, mixture, and CPTConfig overrides; JSON here."},
+        metadata={"help": "Stages (StageConfig): name, num_tokens, mixture, CPTConfig overrides; JSON here."},
     )
     model_dtype: str = field(default="float32", metadata={"help": "dtype of the weights trained (mixed precision)."})
     eval_batch_size: int = field(default=8, metadata={"help": "Batch size of validation PPL and benchmarks."})
@@ -328,12 +328,12 @@ class RecipeArguments:
     # A mapping in YAML; on the command line, the same as a JSON string.
     topic_classifier: TopicClassifierConfig | str | None = field(
         default=None,
-        metadata={"help": "Train topic classifiers, mix on predicted topics (TopicClassifierConfig, §3.2.1); JSON."},
+        metadata={"help": "Topic classifiers relabel web sources (TopicClassifierConfig, §3.2.1); JSON here."},
     )
     # A mapping in YAML; on the command line, the same as a JSON string.
     synthesis: SynthesisConfig | str | None = field(
         default=None,
-        metadata={"help": "Synthetic QA generated before training (SynthesisConfig, §3.3); JSON here."},
+        metadata={"help": "Synthetic QA made before training (SynthesisConfig, §3.3); JSON here."},
     )
 
     def __post_init__(self) -> None:
