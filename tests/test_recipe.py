@@ -1,7 +1,11 @@
-"""The two-stage recipe end to end on a tiny model and a local corpus laid out like the Hub dataset."""
+"""The two-stage recipe on a tiny model and a local corpus laid out like the Hub dataset.
 
-import importlib.util
+The script runs end to end once in one process and once in two; its parts (stages, relabelling, synthesis,
+benchmarks, the report) are tested through the library functions it calls.
+"""
+
 import json
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -9,19 +13,33 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import free_port
+from transformers import AutoTokenizer
 
-from hf_cpt.topics import TAXONOMIES
+from hf_cpt import CPTConfig
+from hf_cpt.data import load_corpus
+from hf_cpt.modeling import load_causal_lm
+from hf_cpt.reporting import write_run_report
+from hf_cpt.run_config import RecipeArguments, SynthesisConfig, TopicClassifierConfig
+from hf_cpt.stages import run_benchmarks, run_stage, validation_perplexity
+from hf_cpt.synth import generate_for_recipe
+from hf_cpt.topics import TAXONOMIES, relabel_sources
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "llama3_syne.py"
 MAX_LENGTH = 32
 
 
-def load_recipe():
-    spec = importlib.util.spec_from_file_location("llama3_syne", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their annotations through it
-    spec.loader.exec_module(module)
-    return module
+TRAINING = {
+    "max_length": MAX_LENGTH,
+    "per_device_train_batch_size": 4,
+    "bf16": False,
+    "use_cpu": True,
+    "report_to": "none",
+    "logging_steps": 2,
+    "save_strategy": "steps",
+    "save_steps": 4,
+    "activation_checkpointing": False,
+    "learning_rate": 1e-3,
+}
 
 
 def write_config(path: Path, model: str, corpus: str, output: Path, stages: list) -> Path:
@@ -29,16 +47,7 @@ def write_config(path: Path, model: str, corpus: str, output: Path, stages: list
         "model_name_or_path": model,
         "dataset_path": corpus,
         "output_dir": str(output),
-        "max_length": MAX_LENGTH,
-        "per_device_train_batch_size": 4,
-        "bf16": False,
-        "use_cpu": True,
-        "report_to": "none",
-        "logging_steps": 2,
-        "save_strategy": "steps",
-        "save_steps": 4,
-        "activation_checkpointing": False,
-        "learning_rate": 1e-3,
+        **TRAINING,
         "eval_batch_size": 4,
         "stages": stages,
     }
@@ -65,10 +74,23 @@ STAGES = [
 ]
 
 
-def test_both_stages_run_and_write_report_plots_and_recipes(tmp_path, tiny_model_path, corpus_path):
-    output = tmp_path / "run"
-    config = write_config(tmp_path / "config.yaml", tiny_model_path, corpus_path, output, STAGES)
-    load_recipe().main(["--config", str(config)])
+def run_recipe(*argv: str) -> None:
+    """The script as `python recipes/llama3_syne.py ARGV` runs it, in this process."""
+    main = runpy.run_path(str(RECIPE))["main"]
+    main(list(argv))
+
+
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory, tiny_model_path, corpus_path) -> Path:
+    """The recipe end to end, both stages, in one process."""
+    root = tmp_path_factory.mktemp("recipe")
+    output = root / "single"
+    run_recipe("--config", str(write_config(root / "single.yaml", tiny_model_path, corpus_path, output, STAGES)))
+    return output
+
+
+def test_both_stages_run_and_write_report_plots_and_recipes(single_run):
+    output = single_run
     report = (output / "report.md").read_text()
     for stage in ("adaptation", "synthetic"):
         assert (output / stage / "model.safetensors").is_file()
@@ -101,32 +123,11 @@ def test_both_stages_run_and_write_report_plots_and_recipes(tmp_path, tiny_model
     )
 
 
-def test_a_finished_stage_is_skipped_and_an_unfinished_one_resumes(tmp_path, tiny_model_path, corpus_path):
-    output = tmp_path / "run"
-    config = write_config(tmp_path / "config.yaml", tiny_model_path, corpus_path, output, STAGES)
-    recipe = load_recipe()
-    recipe.main(["--config", str(config)])
-    first = (output / "final_model" / "model.safetensors").read_bytes()
-    # Pretend stage 2 was killed after its checkpoint at step 4 (of 4): drop its final model.
-    for name in ("model.safetensors", "data_recipe.json", "trainer_state.json"):
-        (output / "synthetic" / name).unlink()
-    recipe.main(["--config", str(config)])
-    assert (output / "final_model" / "model.safetensors").read_bytes() == first
-
-
-def test_a_stage_with_zero_tokens_fails_before_training(tmp_path, tiny_model_path, corpus_path):
-    stages = [dict(STAGES[0], num_tokens=0)]
-    config = write_config(tmp_path / "config.yaml", tiny_model_path, corpus_path, tmp_path / "run", stages)
-    with pytest.raises(ValueError, match=r"stages\[0\] \(adaptation\).num_tokens is 0, less than one optimizer step"):
-        load_recipe().main(["--config", str(config)])
-
-
-def test_two_processes_plan_the_same_stage_and_agree_on_per_topic_perplexity(tmp_path, tiny_model_path, corpus_path):
+def test_two_processes_plan_the_same_stage_and_agree_on_per_topic_perplexity(
+    tmp_path, tiny_model_path, corpus_path, single_run
+):
     """`accelerate launch` with two CPU processes (gloo): same block accounting and per-topic PPL as one process."""
-    single = tmp_path / "single"
-    load_recipe().main(
-        ["--config", str(write_config(tmp_path / "single.yaml", tiny_model_path, corpus_path, single, STAGES))]
-    )
+    single = single_run
     double = tmp_path / "double"
     config = write_config(tmp_path / "double.yaml", tiny_model_path, corpus_path, double, STAGES)
     launch = [
@@ -162,6 +163,47 @@ def test_two_processes_plan_the_same_stage_and_agree_on_per_topic_perplexity(tmp
         assert before_two[group]["perplexity"] == pytest.approx(entry["perplexity"], rel=1e-5)
 
 
+def train_and_report(output: Path, model_path: str, corpus_path: str, stages: list, **prepared) -> str:
+    """Train `stages` and write the run report as the recipe does, with the `prepared` parts; report.md's text.
+
+    `prepared` takes `extra_train` and `source_paths` (for the corpus), `benchmarks` (names, run before and after
+    training) and `synthesis` and `classifiers` (for the report).
+    """
+    args = RecipeArguments(stages=stages)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    corpus = load_corpus(
+        corpus_path,
+        args.sources,
+        tokenizer,
+        MAX_LENGTH,
+        extra_train=prepared.pop("extra_train", None),
+        source_paths=prepared.pop("source_paths", None),
+    )
+    config = CPTConfig(output_dir=str(output), **TRAINING)
+    model = load_causal_lm(model_path)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    names = prepared.pop("benchmarks", None)
+    before = run_benchmarks(model, tokenizer, names, output, "before", batch_size=4, limit=4)
+    ppl_tables = {"before": validation_perplexity(model, corpus, config, 4, pad_id)}
+    results = []
+    for stage in args.stages:
+        previous_dir = str(output / results[-1].name) if results else None
+        results.append(run_stage(stage, model, tokenizer, corpus, config, previous_dir))
+        ppl_tables[f"after {stage.name}"] = validation_perplexity(model, corpus, config, 4, pad_id)
+    after = run_benchmarks(model, tokenizer, names, output, "after", batch_size=4, limit=4)
+    report = write_run_report(
+        output,
+        model_name=model_path,
+        dataset_path=corpus_path,
+        config=config,
+        ppl_tables=ppl_tables,
+        stages=results,
+        benchmarks={"before": before, "after": after} if names else None,
+        **prepared,
+    )
+    return report.read_text()
+
+
 def test_synthesis_generates_pairs_that_join_the_synthetic_source_and_the_report(
     tmp_path, tiny_model_path, corpus_path, monkeypatch
 ):
@@ -178,29 +220,35 @@ def test_synthesis_generates_pairs_that_join_the_synthetic_source_and_the_report
         "".join(json.dumps({"text": f"Notes on item {i}.", "discipline": "physics"}) + "\n" for i in range(4))
     )
     output = tmp_path / "run"
-    config = write_config(tmp_path / "config.yaml", tiny_model_path, corpus_path, output, STAGES[1:])
     server = ChatServer({3: [BAD_REQUEST]})  # item 3 is refused: recorded as failed, not fatal
     with server.running() as url:
-        settings = {"backend": "openai", "model": "served", "base_url": url, "snippets": str(snippets)}
-        load_recipe().main(["--config", str(config), "--synthesis", json.dumps({**settings, "max_new_tokens": 64})])
-    report = (output / "report.md").read_text()
+        settings = SynthesisConfig(
+            backend="openai", model="served", base_url=url, snippets=str(snippets), max_new_tokens=64
+        )
+        synthesis = generate_for_recipe(settings, tiny_model_path, output)
+    pairs = json.loads((output / "synthetic_qa" / "report.json").read_text())
+    assert (pairs["kept"], pairs["failed"]) == (3, 1)
+    assert len(synthesis["pairs"]) == 3 and synthesis["sample"] == synthesis["pairs"][0]
+    extra_train = {settings.source: synthesis["pairs"]}
+    report = train_and_report(
+        output, tiny_model_path, corpus_path, STAGES[1:], extra_train=extra_train, synthesis=synthesis
+    )
     assert "## Synthetic QA (§3.3)" in report
     assert "3 of 4 pairs accepted (75%) from `served`" in report and "failed requests: 1" in report
     assert "**Problem.** Find the value in case 0." in report
-    pairs = json.loads((output / "synthetic_qa" / "report.json").read_text())
-    assert (pairs["kept"], pairs["failed"]) == (3, 1)
-    with pytest.raises(ValueError, match="synthesis has no key 'temperture'; use the keys"):
-        load_recipe().main(["--config", str(config), "--synthesis", json.dumps({"temperture": 0.2})])
+    # The pairs joined the synthetic source the stage drew from.
+    recipe = json.loads((output / "synthetic" / "data_recipe.json").read_text())["sources"]["synthesis-en"]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    without = load_corpus(corpus_path, ["synthesis-en"], tokenizer, MAX_LENGTH)
+    assert recipe["available_blocks"] > len(without.train)
 
 
 def test_benchmarks_run_before_and_after_and_the_report_compares_them(tmp_path, tiny_model_path, corpus_path):
     output = tmp_path / "run"
-    config = write_config(tmp_path / "config.yaml", tiny_model_path, corpus_path, output, STAGES[1:])
-    load_recipe().main(["--config", str(config), "--eval_benchmarks", "bundled", "--eval_limit", "4"])
+    report = train_and_report(output, tiny_model_path, corpus_path, STAGES[1:], benchmarks=["bundled"])
     before = json.loads((output / "evaluation_before.json").read_text())
     after = json.loads((output / "evaluation_after.json").read_text())
     assert set(before["scores"]) == set(after["scores"]) == {"bilingual_en", "bilingual_zh"}
-    report = (output / "report.md").read_text()
     assert "## Benchmarks before and after CPT" in report
     row = next(line for line in report.splitlines() if line.startswith("| hf-cpt bilingual (en)"))
     change = after["scores"]["bilingual_en"] - before["scores"]["bilingual_en"]
@@ -211,10 +259,14 @@ def test_topic_classifiers_label_the_web_sources_and_stage_one_mixes_the_predict
     tmp_path, tiny_model_path, corpus_path
 ):
     output = tmp_path / "run"
-    config = write_config(tmp_path / "config.yaml", tiny_model_path, corpus_path, output, STAGES[:1])
-    settings = {"epochs": 1, "max_length": 32, "test_size": 0.2, "train_documents": 20}
-    load_recipe().main(["--config", str(config), "--topic_classifier", json.dumps(settings)])
+    settings = TopicClassifierConfig(epochs=1, max_length=32, test_size=0.2, train_documents=20)
+    labels_dir, classifiers = relabel_sources(settings, corpus_path, output)
+    source_paths = dict.fromkeys(classifiers, labels_dir)
+    report = train_and_report(
+        output, tiny_model_path, corpus_path, STAGES[:1], source_paths=source_paths, classifiers=classifiers
+    )
     labels = output / "topic_labels"
+    assert Path(labels_dir) == labels
     # Train documents per source, including the one under 20 tokens per topic that packing drops later.
     expected = {"web-en": ({"Law and Policy", "Medicine and Health"}, 26), "web-cn": ({"Philosophy"}, 11)}
     for source, (given, documents) in expected.items():
@@ -227,7 +279,6 @@ def test_topic_classifiers_label_the_web_sources_and_stage_one_mixes_the_predict
         recipe = json.loads((output / "adaptation" / "data_recipe.json").read_text())
         groups = {name.split("/", 1)[1] for name in recipe["groups"] if name.startswith(f"{source}/")}
         assert groups <= set(predicted["topic"]) and (groups == given) == (set(predicted["topic"]) == given)
-    report = (output / "report.md").read_text()
     assert "## Topic classifiers (§3.2.1)" in report and "| web-en | en | " in report
 
 

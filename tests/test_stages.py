@@ -1,14 +1,20 @@
-"""A run of several stages trains each block once: a later stage draws what earlier stages did not, first."""
+"""A run of several stages trains each block once: a later stage draws what earlier stages did not, first; a
+finished stage is skipped and an unfinished one resumes."""
 
 import json
 import logging
 
 import numpy as np
 import pytest
+import torch
 from conftest import RecordingTrainer, make_model, micro_config
+from safetensors.torch import load_file, save_file
 
 from hf_cpt.data import load_corpus, source_of
 from hf_cpt.mixture import load_drawn_blocks, plan_stage, stage_group_weights
+from hf_cpt.modeling import load_causal_lm
+from hf_cpt.run_config import StageConfig
+from hf_cpt.stages import StageResult, run_stage
 from hf_cpt.trainer import DATA_RECIPE_NAME
 
 MAX_LENGTH = 32
@@ -103,3 +109,58 @@ def test_drawn_blocks_of_another_corpus_are_refused(tmp_path, tokenizer, corpus,
 def test_a_source_of_the_mixture_absent_from_the_corpus_is_an_error():
     with pytest.raises(ValueError, match="Source 'code-en' of the mixture has no blocks in the corpus"):
         stage_group_weights({"web-en": 0.5, "code-en": 0.5}, {"web-en/A": 10, "book-en": 4})
+
+
+# A run of two stages as the recipe gives them: CPTConfig overrides beside name, num_tokens and mixture.
+RUN_STAGES = [
+    {"name": "adaptation", "num_tokens": MAX_LENGTH * 4 * 8, "warmup_tokens": MAX_LENGTH * 4 * 2, "mixture": STAGE1},
+    {"name": "synthetic", "num_tokens": MAX_LENGTH * 4 * 4, "warmup_tokens": 0, "mixture": STAGE2},
+]
+
+
+def run_stages(output, model_path, corpus, tokenizer) -> tuple[torch.nn.Module, list[StageResult]]:
+    """Each stage after the one before, on one model, as the recipe runs them."""
+    model = load_causal_lm(model_path)
+    config = micro_config(output, save_strategy="steps", save_steps=4)
+    results = []
+    for index, values in enumerate(RUN_STAGES):
+        previous_dir = str(output / results[-1].name) if results else None
+        stage = StageConfig.from_dict(values, index)
+        results.append(run_stage(stage, model, tokenizer, corpus, config, previous_dir))
+    return model, results
+
+
+def test_a_finished_stage_is_skipped_and_an_unfinished_one_resumes(
+    tmp_path, tiny_model_path, tokenizer, corpus, caplog
+):
+    first, results = run_stages(tmp_path, tiny_model_path, corpus, tokenizer)
+    assert [result.recipe["global_step"] for result in results] == [8, 4]
+    assert results[0].log_history and results[1].recipe["tokens_consumed"] == RUN_STAGES[1]["num_tokens"]
+    # Pretend stage 2 was killed after its checkpoint at step 4 (of 4): drop its final model.
+    for name in ("model.safetensors", "data_recipe.json", "trainer_state.json"):
+        (tmp_path / "synthetic" / name).unlink()
+    with caplog.at_level(logging.INFO, logger="hf_cpt.stages"):
+        again, rerun = run_stages(tmp_path, tiny_model_path, corpus, tokenizer)
+    assert "Stage adaptation is already finished" in caplog.text
+    assert f"resuming from {tmp_path / 'synthetic' / 'checkpoint-4'}" in caplog.text
+    assert rerun[0].recipe == results[0].recipe and rerun[0].log_history == results[0].log_history
+    expected = first.state_dict()
+    for name, tensor in again.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+    # The stage took the checkpoint's weights and had no step left to train: halve them, and the stage ends there.
+    for name in ("model.safetensors", "data_recipe.json", "trainer_state.json"):
+        (tmp_path / "synthetic" / name).unlink()
+    checkpoint = tmp_path / "synthetic" / "checkpoint-4" / "model.safetensors"
+    halved = {name: tensor / 2 for name, tensor in load_file(checkpoint).items()}
+    save_file(halved, checkpoint, metadata={"format": "pt"})
+    run_stages(tmp_path, tiny_model_path, corpus, tokenizer)
+    for name, tensor in load_file(tmp_path / "synthetic" / "model.safetensors").items():
+        assert torch.equal(tensor, halved[name]), name
+
+
+def test_a_stage_with_zero_tokens_fails_before_training(tmp_path, tiny_model_path, tokenizer, corpus):
+    stage = StageConfig.from_dict(dict(RUN_STAGES[0], num_tokens=0), 0)
+    model = load_causal_lm(tiny_model_path)
+    with pytest.raises(ValueError, match=r"stages\[0\] \(adaptation\).num_tokens is 0, less than one optimizer step"):
+        run_stage(stage, model, tokenizer, corpus, micro_config(tmp_path))
+    assert not (tmp_path / "adaptation").exists()

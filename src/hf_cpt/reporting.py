@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,6 +12,9 @@ from hf_cpt.data.packing import TOPIC_SEPARATOR, source_of
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from hf_cpt.config import CPTConfig
+    from hf_cpt.stages import StageResult
 
 PerplexityTable = Mapping[str, Mapping[str, float]]
 
@@ -314,3 +318,88 @@ def classifier_section(classifiers: Mapping[str, Mapping[str, Any]]) -> str:
             _markdown_table(header, rows),
         ]
     )
+
+
+def write_run_report(
+    output_dir: str | Path,
+    *,
+    model_name: str,
+    dataset_path: str,
+    config: CPTConfig,
+    ppl_tables: Mapping[str, PerplexityTable],
+    stages: Sequence[StageResult],
+    synthesis: Mapping[str, Any] | None = None,
+    benchmarks: Mapping[str, Mapping[str, Any]] | None = None,
+    classifiers: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Path:
+    """Write a staged run's `report.md` with its plots and `validation_perplexity.json` into `output_dir`.
+
+    Sections: validation perplexity per group before and after each stage, tokens per source against the
+    target ratio per stage, then (where the run had them) each stage's topic mixture and curriculum, the topic
+    classifiers, the synthetic QA, and the benchmarks before and after; the training loss last.
+
+    Args:
+        ppl_tables: run point (`before`, `after <stage>`) -> group -> perplexity entry.
+        stages: the stages in order (`hf_cpt.stages.run_stage` returns them).
+        synthesis: the synthetic QA report (`synth.generate_for_recipe`), with its `sample` pair.
+        benchmarks: `{"before": ..., "after": ...}` evaluation results (`EvaluationResult.to_dict()`).
+        classifiers: per source, the classifier's metrics (`topics.relabel_sources`).
+
+    Returns:
+        the path of `report.md`.
+    """
+    # Imported here, so that importing the plots and sections does not load the training stack.
+    from hf_cpt.evaluation.reports import forgetting_report
+    from hf_cpt.mixture.callback import HISTORY_NAME
+
+    output = Path(output_dir)
+    (output / "validation_perplexity.json").write_text(json.dumps(ppl_tables, indent=2, ensure_ascii=False))
+    plot_training_loss({stage.name: stage.log_history for stage in stages}, output / "training_loss.png")
+    plot_group_perplexity(ppl_tables, output / "validation_perplexity.png")
+    lines = [
+        "# Llama-3-SynE continual pre-training report",
+        "",
+        f"- model: `{model_name}`",
+        f"- data: `{dataset_path}`",
+        f"- block length: {config.max_length} tokens; peak lr {config.learning_rate}, "
+        f"warm-up from {config.warmup_start_lr}; bf16: {config.bf16}",
+        "",
+        "## Validation perplexity",
+        "",
+        perplexity_section(ppl_tables),
+        "",
+        "![validation perplexity](validation_perplexity.png)",
+        "",
+        "## Tokens consumed per source against the target ratio",
+    ]
+    for stage in stages:
+        recipe = stage.recipe
+        lines += [
+            "",
+            f"### {stage.name} ({recipe['tokens_consumed']:,} tokens, {recipe['global_step']} steps)",
+            "",
+            tokens_section(recipe),
+        ]
+    for stage in stages:
+        if stage.mixture:
+            lines += [
+                "",
+                f"## Topic mixture: {stage.name}",
+                "",
+                mixture_section(stage.mixture),
+                "",
+                f"![topic mixture]({stage.name}/{HISTORY_NAME}.png)",
+            ]
+        if stage.curriculum:
+            lines += ["", f"## Perplexity curriculum: {stage.name}", "", curriculum_section(stage.curriculum)]
+    if classifiers:
+        lines += ["", "## Topic classifiers (§3.2.1)", "", classifier_section(classifiers)]
+    if synthesis is not None:
+        lines += ["", "## Synthetic QA (§3.3)", "", synthesis_section(synthesis, synthesis["sample"])]
+    if benchmarks:
+        table = forgetting_report(benchmarks["before"], benchmarks["after"])
+        lines += ["", "## Benchmarks before and after CPT", "", table]
+    lines += ["", "## Training loss", "", "![training loss](training_loss.png)", ""]
+    path = output / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

@@ -15,6 +15,7 @@ from hf_cpt.synth.dedup import exact_duplicates, near_duplicates
 from hf_cpt.synth.filters import FilterReport, filter_dataset
 from hf_cpt.synth.generator import SynthQAGenerator
 from hf_cpt.synth.parsing import accept_rates, check_qa, parse_qa, validate_qa
+from hf_cpt.synth.pipeline import generate_for_recipe, snippets_per_discipline
 from hf_cpt.synth.prompts import code_qa_messages, scientific_qa_messages
 
 __all__ = [
@@ -37,9 +38,11 @@ __all__ = [
     "corrupt_text",
     "exact_duplicates",
     "filter_dataset",
+    "generate_for_recipe",
     "load_backend",
     "near_duplicates",
     "parse_qa",
     "scientific_qa_messages",
+    "snippets_per_discipline",
     "validate_qa",
 ]

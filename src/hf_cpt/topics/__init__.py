@@ -9,6 +9,7 @@ from hf_cpt.topics.classifier import (
     train_topic_classifier,
 )
 from hf_cpt.topics.labeling import label_topics
+from hf_cpt.topics.relabel import relabel_sources
 from hf_cpt.topics.taxonomy import CHINESE, ENGLISH, OTHERS, SOURCE_TAXONOMIES, TAXONOMIES, Taxonomy, load_taxonomy
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "label_topics",
     "load_taxonomy",
     "normalize_label",
+    "relabel_sources",
     "stratified_split",
     "topic_probabilities",
     "train_topic_classifier",
