@@ -36,7 +36,7 @@ def test_full_reproduction_config_is_the_papers_run():
     # Stage 1: topic mixture every ~40B tokens, Chinese data low to high perplexity.
     assert stage1["mixture_round_tokens"] == 40_000_000_000 and stage1["mixture_alpha"] > 0
     assert stage1["curriculum_order"] == "LH"
-    assert set(stage1["curriculum_groups"]) == {"web-cn", "encyclopedia-cn", "book-cn", "qa_forum-cn"}
+    assert set(stage1["curriculum_topics"]) == {"web-cn", "encyclopedia-cn", "book-cn", "qa_forum-cn"}
     assert "curriculum_order" not in stage2 and "mixture_alpha" not in stage2
     synthetic = flatten_mixture(resolve_mixture(stage2["mixture"]))["synthesis-en"]
     assert synthetic == pytest.approx(0.2)

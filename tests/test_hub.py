@@ -22,7 +22,7 @@ ROUNDS = [
     {"round": 0, "step": 0, "proportions": {"web-en/Law": 0.5, "web-en/Math": 0.5}},
     {"round": 1, "step": 8, "proportions": {"web-en/Law": 0.6, "web-en/Math": 0.4}},
 ]
-CURRICULUM = {"order": "LH", "num_groups": 10, "topics": ["web-cn/Philosophy"], "progress": []}
+CURRICULUM = {"order": "LH", "num_difficulty_groups": 10, "topics": ["web-cn/Philosophy"], "progress": []}
 BEFORE = {"model": "m", "scores": {"mmlu": 66.6, "bilingual_en": 40.0}, "num_fewshot": {}, "limit": None}
 AFTER = {"model": "m", "scores": {"mmlu": 64.0, "bilingual_en": 45.0}, "num_fewshot": {}, "limit": None}
 

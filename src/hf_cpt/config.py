@@ -53,9 +53,9 @@ class CPTConfig(TrainingArguments):
     Perplexity curriculum (§3.2.2), active when `curriculum_order` is set and the trainer draws from a
     `TopicMixtureSampler`:
         curriculum_order: `LH` (the paper: low to high perplexity), `HL`, `RM`, `PB`, `BP` or `PBP`.
-        curriculum_groups: topics, or sources standing for all their topics, to order (the paper: its
+        curriculum_topics: topics, or sources standing for all their topics, to order (the paper: its
             Chinese data); default: every topic drawn.
-        curriculum_num_groups: difficulty groups (the paper: 10).
+        curriculum_num_difficulty_groups: difficulty groups (the paper: 10).
         curriculum_rescore_steps: re-score the blocks not drawn yet every this many steps and re-sort them
             into the remaining places of the order (`LH`/`HL`; an extension beyond the paper, off by default).
     """
@@ -126,10 +126,10 @@ class CPTConfig(TrainingArguments):
     curriculum_order: str | None = field(
         default=None, metadata={"help": "Order within topics: LH (paper), HL, RM, PB, BP, PBP; None: seeded shuffle."}
     )
-    curriculum_groups: list[str] | None = field(
+    curriculum_topics: list[str] | None = field(
         default=None, metadata={"help": "Topics or sources the curriculum orders; default: every topic drawn."}
     )
-    curriculum_num_groups: int = field(default=10, metadata={"help": "Difficulty groups (paper: 10)."})
+    curriculum_num_difficulty_groups: int = field(default=10, metadata={"help": "Difficulty groups (paper: 10)."})
     curriculum_rescore_steps: int | None = field(
         default=None,
         metadata={"help": "Re-score the blocks not drawn yet every N steps (LH/HL; beyond the paper, off by default)."},
@@ -164,8 +164,11 @@ class CPTConfig(TrainingArguments):
         self._check_mixture_fields()
         if self.curriculum_order is not None and self.curriculum_order not in ORDERS:
             raise ValueError(f"curriculum_order is {self.curriculum_order!r}; use one of {list(ORDERS)}.")
-        if self.curriculum_num_groups < 1:
-            raise ValueError(f"curriculum_num_groups is {self.curriculum_num_groups}; set it to 1 or more (paper: 10).")
+        if self.curriculum_num_difficulty_groups < 1:
+            raise ValueError(
+                f"curriculum_num_difficulty_groups is {self.curriculum_num_difficulty_groups}; set it to 1 or more "
+                "(paper: 10)."
+            )
         if self.curriculum_rescore_steps is not None and (
             self.curriculum_order not in ("LH", "HL") or self.curriculum_rescore_steps < 1
         ):

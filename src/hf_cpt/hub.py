@@ -200,7 +200,10 @@ def model_card(
         progress = (curriculum or {}).get(name)
         if progress:
             topics = ", ".join(progress["topics"])
-            lines += ["", f"Curriculum: order `{progress['order']}` in {progress['num_groups']} groups over {topics}."]
+            lines += [
+                "",
+                f"Curriculum: order `{progress['order']}` in {progress['num_difficulty_groups']} groups over {topics}.",
+            ]
     if evaluation:
         lines += ["", "## Evaluation", ""]
         if evaluation.get("before") is not None:

@@ -134,11 +134,11 @@ class CPTTrainer(Trainer):
             self._require_topic_sampler("curriculum_order"),
             self.train_dataset,
             order=args.curriculum_order,
-            groups=args.curriculum_groups,
+            topics=args.curriculum_topics,
             scores=scores,
             disciplines=disciplines,
             seed=args.seed,
-            num_groups=args.curriculum_num_groups,
+            num_difficulty_groups=args.curriculum_num_difficulty_groups,
             trainer=self,
             rescore_steps=args.curriculum_rescore_steps,
         )

@@ -68,13 +68,13 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
         sampler: the sampler the Trainer trains from.
         train_dataset: the training blocks the sampler indexes (a `input_ids` column).
         order: one of `LH` (the paper), `HL`, `RM`, `PB`, `BP`, `PBP`.
-        groups: topic names, or source names standing for all their topics, to order; default: every
+        topics: topic names, or source names standing for all their topics, to order; default: every
             topic with a positive weight. The paper orders its Chinese data in stage 1.
         scores: precomputed perplexity per training block (NaN allowed outside the ordered topics);
             default: scored at the start of training with the model being trained.
         disciplines: per-block discipline labels, for `PB`, `BP` and `PBP`.
         seed: shuffles blocks within a difficulty group.
-        num_groups: difficulty groups (the paper: 10).
+        num_difficulty_groups: perplexity groups each topic's blocks are cut into (the paper: 10).
         trainer: the Trainer. With it the difficulty groups reach every `report_to` logger (the callback
             places itself ahead of them); without it, `state.log_history` and the callbacks after this one.
         batch_tokens: token budget of a scoring batch.
@@ -88,11 +88,11 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
         train_dataset: Dataset | None = None,
         *,
         order: str = "LH",
-        groups: Sequence[str] | None = None,
+        topics: Sequence[str] | None = None,
         scores: Sequence[float] | np.ndarray | None = None,
         disciplines: Sequence[str] | None = None,
         seed: int = 0,
-        num_groups: int = 10,
+        num_difficulty_groups: int = 10,
         trainer: Any = None,
         batch_tokens: int = 8192,
         rescore_steps: int | None = None,
@@ -118,7 +118,7 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
         self.sampler = sampler
         self.train_dataset = train_dataset
         self.order = order
-        self.topics = self._resolve_topics(groups)
+        self.topics = self._resolve_topics(topics)
         self.scores = None if scores is None else np.asarray(scores, dtype=np.float64)
         if self.scores is not None and len(self.scores) != sampler.num_documents:
             raise ValueError(
@@ -127,7 +127,7 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
             )
         self.disciplines = disciplines
         self.seed = seed
-        self.num_groups = num_groups
+        self.num_difficulty_groups = num_difficulty_groups
         self.batch_tokens = batch_tokens
         self.rescore_steps = rescore_steps
         self.scores_path: str | None = None
@@ -136,15 +136,15 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
         self._group_in_order: dict[str, np.ndarray] = {}  # difficulty group of every place of the order
         self._first_pass_places: dict[str, np.ndarray] = {}  # the same for the first pass (unexcluded blocks)
 
-    def _resolve_topics(self, groups: Sequence[str] | None) -> list[str]:
+    def _resolve_topics(self, names: Sequence[str] | None) -> list[str]:
         drawn = list(self.sampler.weights)
-        if groups is None:
+        if names is None:
             return drawn
-        topics = [name for name in self.sampler.topic_names if name in groups or source_of(name) in groups]
-        unknown = [group for group in groups if not any(group in (name, source_of(name)) for name in topics)]
+        topics = [name for name in self.sampler.topic_names if name in names or source_of(name) in names]
+        unknown = [name for name in names if not any(name in (topic, source_of(topic)) for topic in topics)]
         if unknown:
             raise ValueError(
-                f"groups names {unknown[0]!r}, which is neither a topic nor a source of the sampler; "
+                f"topics names {unknown[0]!r}, which is neither a topic nor a source of the sampler; "
                 "name topics as in its topic_names, or their sources."
             )
         return [name for name in topics if name in drawn]
@@ -224,10 +224,10 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
             if self.order == "RM" and topic_scores is None:
                 topic_scores = np.zeros(len(members))  # a random order needs only the count
             disciplines = None if self.disciplines is None else np.asarray(self.disciplines)[members]
-            permutation = curriculum_order(self.order, topic_scores, disciplines, self.seed, self.num_groups)
+            permutation = curriculum_order(self.order, topic_scores, disciplines, self.seed, self.num_difficulty_groups)
             self.sampler.set_topic_order(topic, members[permutation])
             if self.scores is not None:
-                self._group_in_order[topic] = difficulty_groups(topic_scores, self.num_groups)[permutation]
+                self._group_in_order[topic] = difficulty_groups(topic_scores, self.num_difficulty_groups)[permutation]
                 # The first pass skips blocks an earlier stage drew: its places are the order's others.
                 first_pass = ~np.isin(members[permutation], self.sampler.excluded)
                 self._first_pass_places[topic] = self._group_in_order[topic][first_pass]
@@ -325,6 +325,6 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
         self.progress.append({"step": state.global_step, "groups": groups})
         self.queue_metrics({f"curriculum/group/{topic}": group for topic, group in groups.items()})
         if state.is_world_process_zero:
-            payload = {"order": self.order, "topics": self.topics, "num_groups": self.num_groups}
+            payload = {"order": self.order, "topics": self.topics, "num_difficulty_groups": self.num_difficulty_groups}
             payload["progress"] = self.progress
             (Path(args.output_dir) / PROGRESS_NAME).write_text(json.dumps(payload, indent=2, ensure_ascii=False))
