@@ -181,7 +181,7 @@ def test_plain_trainer_with_precomputed_scores(tmp_path, corpus, tokenizer):
 
 
 def test_curriculum_settings_fail_with_one_sentence(tmp_path, corpus, tokenizer):
-    with pytest.raises(ValueError, match=r"curriculum_order is 'EASY'; use one of"):
+    with pytest.raises(ValueError, match=r"curriculum_order 'EASY' is not a known curriculum; use one of"):
         config(tmp_path, curriculum_order="EASY")
     with pytest.raises(ValueError, match=r"curriculum_rescore_steps is 4 with curriculum_order 'RM'; re-scoring needs"):
         config(tmp_path, curriculum_order="RM", curriculum_rescore_steps=4)
@@ -190,3 +190,7 @@ def test_curriculum_settings_fail_with_one_sentence(tmp_path, corpus, tokenizer)
         PPLCurriculumCallback(sampler, corpus.train, scores=[1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match=r"topics names 'web-xx', which is neither a topic nor a source"):
         PPLCurriculumCallback(sampler, corpus.train, topics=["web-xx"])
+    with pytest.raises(ValueError, match=r"order 'EASY' is not a known curriculum; use one of"):
+        PPLCurriculumCallback(sampler, corpus.train, order="EASY")
+    with pytest.raises(ValueError, match=r"rescore_steps is 4 with order 'RM'; re-scoring needs order LH or HL"):
+        PPLCurriculumCallback(sampler, corpus.train, order="RM", rescore_steps=4)

@@ -31,6 +31,7 @@ from torch.utils.data import Sampler
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from hf_cpt.callbacks import global_batch_size
 from hf_cpt.config import CPTConfig
 from hf_cpt.curriculum import PPLCurriculumCallback
 from hf_cpt.data.packing import GROUP_COLUMN, collate_blocks, source_of
@@ -332,13 +333,7 @@ class CPTTrainer(Trainer):
 
     def _trained_position(self) -> int:
         """Blocks trained so far: the position of the sampler's order the optimizer steps have reached."""
-        args = self.args
-        return (
-            self.state.global_step
-            * args.per_device_train_batch_size
-            * args.gradient_accumulation_steps
-            * (args.world_size)
-        )
+        return self.state.global_step * global_batch_size(self.args)
 
     def _add_block_counts(self, sources: dict[str, dict[str, Any]]) -> None:
         sampler = self.train_sampler

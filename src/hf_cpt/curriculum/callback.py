@@ -5,7 +5,7 @@ being trained (or takes scores you computed, e.g. with `hf-cpt score-ppl`), turn
 per topic (`LH` by default: ten equal-count perplexity groups, low to high) and installs it in the
 sampler. The mixture across topics is untouched: the sampler still decides which topic each draw
 comes from, and the curriculum decides which block of that topic. At every logging step the difficulty
-group each topic has reached joins the Trainer's log (`hf_cpt.callback_logs`), beside its `loss`. At the
+group each topic has reached joins the Trainer's log (`hf_cpt.callbacks`), beside its `loss`. At the
 start of training it checks, as `TopicPerplexityCallback` does, that the Trainer trains from the rows the
 sampler indexes.
 
@@ -35,10 +35,9 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 from transformers import TrainerControl, TrainerState, TrainingArguments
-from transformers.trainer_callback import ExportableState
 
-from hf_cpt.callback_logs import LogMergingCallback, is_training_log
-from hf_cpt.curriculum.orders import ORDERS, check_scores, curriculum_order, difficulty_groups
+from hf_cpt.callbacks import CheckpointedCallback, global_batch_size, is_training_log
+from hf_cpt.curriculum.orders import check_curriculum, check_scores, curriculum_order, difficulty_groups
 from hf_cpt.curriculum.scoring import score_perplexity
 from hf_cpt.data.packing import source_of
 from hf_cpt.mixture.callback import check_training_rows
@@ -58,7 +57,7 @@ def _digest(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-class PPLCurriculumCallback(LogMergingCallback, ExportableState):
+class PPLCurriculumCallback(CheckpointedCallback):
     """Curriculum within topics for a `Trainer` drawing from a `TopicMixtureSampler`.
 
     Add it before `TopicPerplexityCallback` (CPTTrainer does): the orders must be in place when the
@@ -102,13 +101,7 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
                 "PPLCurriculumCallback needs the TopicMixtureSampler the Trainer draws from and its training "
                 "dataset (it restores itself from checkpoints, so leave restore_callback_states_from_checkpoint off)."
             )
-        if order not in ORDERS:
-            raise ValueError(f"order {order!r} is not a known curriculum; use one of {list(ORDERS)}.")
-        if rescore_steps is not None and (order not in ("LH", "HL") or rescore_steps < 1):
-            raise ValueError(
-                f"rescore_steps is {rescore_steps} with order {order!r}; re-scoring needs order LH or HL and "
-                "a step count >= 1 (or leave it unset)."
-            )
+        check_curriculum(order, rescore_steps)
         if len(train_dataset) != sampler.num_documents:
             raise ValueError(
                 f"train_dataset has {len(train_dataset)} rows but the sampler indexes {sampler.num_documents}; "
@@ -161,10 +154,7 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
         return {"args": {}, "attributes": attributes}
 
     def _restore(self, state: TrainerState) -> bool:
-        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
-        if isinstance(saved, list):
-            saved = saved[0] if saved else None
-        attributes = (saved or {}).get("attributes", {})
+        attributes = self.saved_attributes(state)
         if not attributes.get("scores_path"):  # a fresh run (its state holds no scores file yet)
             return False
         if self.scores is None:
@@ -246,8 +236,7 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
 
     def _rescore(self, args: TrainingArguments, state: TrainerState, model, tokenizer) -> None:
         """Score the blocks no rank has drawn yet under the current model and re-sort them (all ranks)."""
-        global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-        position = next_common_position(self.sampler, global_batch)
+        position = next_common_position(self.sampler, global_batch_size(args))
         drawn = self.sampler.draws_per_topic(position)
         draws = {topic: drawn.get(topic, 0) for topic in self.topics}
         unseen = np.concatenate([self._unseen(topic, draws[topic])[1] for topic in self.topics])
@@ -320,8 +309,8 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
 
     def _record_progress(self, args: TrainingArguments, state: TrainerState) -> None:
         """The difficulty group each ordered topic has reached at this logging step: logged and kept."""
-        global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-        groups = self.current_groups(state.global_step * global_batch)  # epochs continue the sampler's stream
+        # Epochs continue the sampler's stream.
+        groups = self.current_groups(state.global_step * global_batch_size(args))
         self.progress.append({"step": state.global_step, "groups": groups})
         self.queue_metrics({f"curriculum/group/{topic}": group for topic, group in groups.items()})
         if state.is_world_process_zero:
