@@ -45,6 +45,12 @@ def test_the_model_card_states_base_model_data_recipe_mixture_curriculum_and_sco
     assert "arXiv:2407.18743" in card
 
 
+def test_a_local_base_model_is_named_in_the_text_and_left_out_of_the_metadata(tmp_path):
+    card = model_card(base_model=str(tmp_path), recipe=RECIPE, model_name="my-cpt-model")
+    assert card.startswith("---\nlibrary_name: transformers\n") and "base_model" not in card.split("---")[1]
+    assert "# my-cpt-model\n" in card and f"`{tmp_path}` continued pre-training on 49,152 tokens" in card
+
+
 def saved_model(folder, card=True):
     folder.mkdir(parents=True)
     for name in ("config.json", "model.safetensors", "tokenizer.json", "data_recipe.json"):

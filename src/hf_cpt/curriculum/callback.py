@@ -314,6 +314,13 @@ class PPLCurriculumCallback(CheckpointedCallback):
         self.progress.append({"step": state.global_step, "groups": groups})
         self.queue_metrics({f"curriculum/group/{topic}": group for topic, group in groups.items()})
         if state.is_world_process_zero:
-            payload = {"order": self.order, "topics": self.topics, "num_difficulty_groups": self.num_difficulty_groups}
-            payload["progress"] = self.progress
-            (Path(args.output_dir) / PROGRESS_NAME).write_text(json.dumps(payload, indent=2, ensure_ascii=False))
+            (Path(args.output_dir) / PROGRESS_NAME).write_text(json.dumps(self.summary(), indent=2, ensure_ascii=False))
+
+    def summary(self) -> dict[str, Any]:
+        """The curriculum and the difficulty group each topic reached at every logging step (`curriculum.json`)."""
+        return {
+            "order": self.order,
+            "topics": self.topics,
+            "num_difficulty_groups": self.num_difficulty_groups,
+            "progress": self.progress,
+        }
