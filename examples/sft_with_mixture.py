@@ -60,7 +60,7 @@ def main() -> None:
     trainer = MixtureSFTTrainer(model=model, args=config, train_dataset=corpus.train, processing_class=tokenizer)
     if script_args.curriculum_sources:  # before the mixture: its orders must be in place when the mixture resumes
         trainer.add_callback(
-            PPLCurriculumCallback(sampler, corpus.train, groups=script_args.curriculum_sources, trainer=trainer)
+            PPLCurriculumCallback(sampler, corpus.train, topics=script_args.curriculum_sources, trainer=trainer)
         )
     trainer.add_callback(
         TopicPerplexityCallback(

@@ -37,7 +37,9 @@ def with_sampler(trainer_class: type[Trainer], sampler) -> type[Trainer]:
 
 
 def add_mixture_and_curriculum(trainer: Trainer, sampler, corpus) -> None:
-    trainer.add_callback(PPLCurriculumCallback(sampler, corpus.train, groups=["web-cn"], num_groups=4, trainer=trainer))
+    trainer.add_callback(
+        PPLCurriculumCallback(sampler, corpus.train, topics=["web-cn"], num_difficulty_groups=4, trainer=trainer)
+    )
     trainer.add_callback(
         TopicPerplexityCallback(sampler, corpus.validation, trainer=trainer, alpha=0.5, round_steps=ROUND_STEPS)
     )
@@ -66,8 +68,8 @@ def assert_trainer_and_callback_metrics_at_every_logging_step(log_history, extra
 def cpt_trainer(corpus, tokenizer, output_dir, **overrides) -> CPTTrainer:
     args = micro_config(
         output_dir, max_steps=STEPS, logging_steps=LOGGING_STEPS, learning_rate=3e-3, warmup_steps=0,
-        mixture_alpha=0.5, mixture_round_steps=ROUND_STEPS, curriculum_order="LH", curriculum_groups=["web-cn"],
-        curriculum_num_groups=4, **overrides,
+        mixture_alpha=0.5, mixture_round_steps=ROUND_STEPS, curriculum_order="LH", curriculum_topics=["web-cn"],
+        curriculum_num_difficulty_groups=4, **overrides,
     )  # fmt: skip
     return CPTTrainer(
         model=make_model(len(tokenizer)),

@@ -34,7 +34,7 @@ def test_full_reproduction_config_is_the_papers_run():
     # Stage 1: topic mixture every ~40B tokens, Chinese data low to high perplexity.
     assert stage1.overrides["mixture_round_tokens"] == 40_000_000_000 and stage1.overrides["mixture_alpha"] > 0
     assert stage1.overrides["curriculum_order"] == "LH"
-    assert set(stage1.overrides["curriculum_groups"]) == {"web-cn", "encyclopedia-cn", "book-cn", "qa_forum-cn"}
+    assert set(stage1.overrides["curriculum_topics"]) == {"web-cn", "encyclopedia-cn", "book-cn", "qa_forum-cn"}
     assert "curriculum_order" not in stage2.overrides and "mixture_alpha" not in stage2.overrides
     synthetic = flatten_mixture(resolve_mixture(stage2.mixture))["synthesis-en"]
     assert synthetic == pytest.approx(0.2) and stage2.ratios["synthesis-en"] == synthetic
@@ -153,7 +153,7 @@ def test_numbers_written_as_strings_are_converted_when_exact(tmp_path):
         ({"stages": []}, "stages is empty; give at least one stage"),
         ({"stages": ["stage1"]}, r"stages\[0\] is 'stage1', not a mapping"),
         ({"topic_sources": "web-en"}, r"topic_sources is 'web-en', not a list; write it as a list, e.g. \['web-en'\]"),
-        ({"stages": [stage(curriculum_groups="web-cn")]}, "curriculum_groups is 'web-cn', not a list"),
+        ({"stages": [stage(curriculum_topics="web-cn")]}, "curriculum_topics is 'web-cn', not a list"),
         ({"stages": [stage(), stage()]}, r"stages\[1\].name 'stage1_bilingual_adaptation' is taken"),
         ({"stages": [stage(mixture=None)]}, "has no mixture; give a preset"),
         (

@@ -25,7 +25,7 @@ def corpus(corpus_path, tokenizer):
 
 def config(output_dir, **overrides) -> CPTConfig:
     values = dict(learning_rate=3e-3, warmup_steps=0, logging_steps=1, curriculum_order="LH")
-    values |= dict(curriculum_groups=["web-cn"], curriculum_num_groups=4)
+    values |= dict(curriculum_topics=["web-cn"], curriculum_num_difficulty_groups=4)
     return micro_config(output_dir, **{**values, **overrides})
 
 
@@ -166,7 +166,12 @@ def test_plain_trainer_with_precomputed_scores(tmp_path, corpus, tokenizer):
     one_block_per_group = len(members)  # so that LH is the exact order of the scores
     trainer.add_callback(
         PPLCurriculumCallback(
-            sampler, corpus.train, order="LH", groups=[CHINESE], scores=scores, num_groups=one_block_per_group
+            sampler,
+            corpus.train,
+            order="LH",
+            topics=[CHINESE],
+            scores=scores,
+            num_difficulty_groups=one_block_per_group,
         )
     )
     trainer.train()
@@ -176,12 +181,16 @@ def test_plain_trainer_with_precomputed_scores(tmp_path, corpus, tokenizer):
 
 
 def test_curriculum_settings_fail_with_one_sentence(tmp_path, corpus, tokenizer):
-    with pytest.raises(ValueError, match=r"curriculum_order is 'EASY'; use one of"):
+    with pytest.raises(ValueError, match=r"curriculum_order 'EASY' is not a known curriculum; use one of"):
         config(tmp_path, curriculum_order="EASY")
     with pytest.raises(ValueError, match=r"curriculum_rescore_steps is 4 with curriculum_order 'RM'; re-scoring needs"):
         config(tmp_path, curriculum_order="RM", curriculum_rescore_steps=4)
     sampler = TopicMixtureSampler.from_dataset(corpus.train, dict.fromkeys(corpus.group_names, 1.0))
     with pytest.raises(ValueError, match=r"scores has 3 values for \d+ training blocks"):
         PPLCurriculumCallback(sampler, corpus.train, scores=[1.0, 2.0, 3.0])
-    with pytest.raises(ValueError, match=r"groups names 'web-xx', which is neither a topic nor a source"):
-        PPLCurriculumCallback(sampler, corpus.train, groups=["web-xx"])
+    with pytest.raises(ValueError, match=r"topics names 'web-xx', which is neither a topic nor a source"):
+        PPLCurriculumCallback(sampler, corpus.train, topics=["web-xx"])
+    with pytest.raises(ValueError, match=r"order 'EASY' is not a known curriculum; use one of"):
+        PPLCurriculumCallback(sampler, corpus.train, order="EASY")
+    with pytest.raises(ValueError, match=r"rescore_steps is 4 with order 'RM'; re-scoring needs order LH or HL"):
+        PPLCurriculumCallback(sampler, corpus.train, order="RM", rescore_steps=4)

@@ -62,9 +62,9 @@ def test_run_clm_trains_with_the_topic_mixture_and_the_curriculum(
     run_example(
         "run_clm.py", "--model_name_or_path", tiny_model_path, "--dataset_name", str(hub_layout_corpus),
         "--mixture", json.dumps(RATIOS), *COMMON, "--output_dir", str(output), "--do_train", "--max_length", "32",
-        "--logging_steps", "2", "--mixture_alpha", "0.5", "--curriculum_order", "LH", "--curriculum_groups", "web-cn",
-        "--curriculum_num_groups", "4", "--report_to", "none", "--bf16", "false", "--activation_checkpointing", "false",
-        "--warmup_steps", "0", "--save_strategy", "no",
+        "--logging_steps", "2", "--mixture_alpha", "0.5", "--curriculum_order", "LH", "--curriculum_topics", "web-cn",
+        "--curriculum_num_difficulty_groups", "4", "--report_to", "none", "--bf16", "false",
+        "--activation_checkpointing", "false", "--warmup_steps", "0", "--save_strategy", "no",
     )  # fmt: skip
     logs = [
         entry for entry in json.loads((output / "trainer_state.json").read_text())["log_history"] if "loss" in entry

@@ -22,7 +22,7 @@ ROUNDS = [
     {"round": 0, "step": 0, "proportions": {"web-en/Law": 0.5, "web-en/Math": 0.5}},
     {"round": 1, "step": 8, "proportions": {"web-en/Law": 0.6, "web-en/Math": 0.4}},
 ]
-CURRICULUM = {"order": "LH", "num_groups": 10, "topics": ["web-cn/Philosophy"], "progress": []}
+CURRICULUM = {"order": "LH", "num_difficulty_groups": 10, "topics": ["web-cn/Philosophy"], "progress": []}
 BEFORE = {"model": "m", "scores": {"mmlu": 66.6, "bilingual_en": 40.0}, "num_fewshot": {}, "limit": None}
 AFTER = {"model": "m", "scores": {"mmlu": 64.0, "bilingual_en": 45.0}, "num_fewshot": {}, "limit": None}
 
@@ -43,6 +43,12 @@ def test_the_model_card_states_base_model_data_recipe_mixture_curriculum_and_sco
     mmlu = next(line for line in card.splitlines() if line.startswith("| MMLU"))
     assert "66.60" in mmlu and "64.00" in mmlu and "-2.60" in mmlu and "drop" in mmlu
     assert "arXiv:2407.18743" in card
+
+
+def test_a_local_base_model_is_named_in_the_text_and_left_out_of_the_metadata(tmp_path):
+    card = model_card(base_model=str(tmp_path), recipe=RECIPE, model_name="my-cpt-model")
+    assert card.startswith("---\nlibrary_name: transformers\n") and "base_model" not in card.split("---")[1]
+    assert "# my-cpt-model\n" in card and f"`{tmp_path}` continued pre-training on 49,152 tokens" in card
 
 
 def saved_model(folder, card=True):

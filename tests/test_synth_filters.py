@@ -64,7 +64,7 @@ def edit(source: str, positions: list[int], seed: int) -> str:
     return " ".join(tokens)
 
 
-# --- normalisation ----------------------------------------------------------------------------------------------
+# --- normalization ----------------------------------------------------------------------------------------------
 
 
 def test_normalize_folds_case_width_punctuation_and_spacing() -> None:

@@ -16,7 +16,7 @@ from hf_cpt.generation import Completion, GenerationBackend, Messages, SamplingP
 from hf_cpt.topics.annotate import FAILED, REPORT_FILE, annotate_topics, normalize_label, topic_probabilities
 from hf_cpt.topics.taxonomy import CHINESE, ENGLISH, OTHERS
 
-NORMALISATION_TABLE = [
+NORMALIZATION_TABLE = [
     # (raw answer, taxonomy, expected label, expected how)
     ("Law and Policy", ENGLISH, "Law and Policy", "exact"),
     ("  Medicine and Health\n", ENGLISH, "Medicine and Health", "exact"),
@@ -52,7 +52,7 @@ def siblings(taxonomy) -> list:
     return [CHINESE] if taxonomy is ENGLISH else [ENGLISH]
 
 
-@pytest.mark.parametrize(("answer", "taxonomy", "label", "how"), NORMALISATION_TABLE)
+@pytest.mark.parametrize(("answer", "taxonomy", "label", "how"), NORMALIZATION_TABLE)
 def test_normalize_label_maps_raw_answers_onto_the_taxonomy(answer, taxonomy, label, how):
     assert normalize_label(answer, taxonomy, other_taxonomies=siblings(taxonomy)) == (label, how)
 

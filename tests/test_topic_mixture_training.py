@@ -215,6 +215,21 @@ def test_topic_mixture_settings_fail_at_start(tmp_path, corpus, tokenizer):
         )
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"alpha": -1.0}, r"alpha is -1.0; set the step size to a number >= 0"),
+        ({"alpha": 1.0}, r"alpha x importance is 1.0 for topic 'web-en/Law and Policy'; keep it below 1"),
+        ({"alpha": 0.5, "importance": {"web-xx": 1.0}}, r"importance names topic 'web-xx', which is not among"),
+        ({"alpha": 0.5, "importance": {WEB_EN[0]: -1.0}}, r"importance\['web-en/Law and Policy'\] is -1.0; set it"),
+    ],
+)
+def test_the_callback_refuses_the_settings_update_mixture_refuses(corpus, settings, message):
+    sampler = plan_stage(corpus.train, RATIOS, MAX_LENGTH * 4 * 2, 4)
+    with pytest.raises(ValueError, match=message):
+        TopicPerplexityCallback(sampler, corpus.validation, round_steps=2, **settings)
+
+
 def test_scope_by_source_reweights_each_sources_topics_among_themselves(tmp_path):
     names = ["a/x", "a/y", "b/x", "b/y"]
     rng = np.random.default_rng(0)

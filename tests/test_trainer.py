@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 from conftest import RecordingTrainer, make_model, micro_config
+from huggingface_hub import ModelCard
 from transformers import TrainingArguments
 
 from hf_cpt import CPTConfig, CPTTrainer
@@ -105,6 +106,37 @@ def test_per_group_loss_and_tokens_are_logged_and_saved(tmp_path, tokenizer, cor
     halfway = json.loads((tmp_path / "checkpoint-5" / DATA_RECIPE_NAME).read_text())
     assert halfway["tokens_consumed"] == 5 * 4 * MAX_LENGTH
     assert {source_of(g) for g in recipe["groups"]} == set(RATIOS)
+
+
+def test_the_model_card_holds_the_data_recipe_mixture_rounds_and_curriculum_of_the_run(tmp_path, tokenizer, corpus):
+    output = tmp_path / "stage1"
+    args = config(
+        output, max_steps=6, mixture_alpha=0.5, mixture_round_steps=3, curriculum_order="LH",
+        curriculum_topics=["web-cn"], curriculum_num_difficulty_groups=4,
+    )  # fmt: skip
+    trainer = CPTTrainer(
+        model=make_model(len(tokenizer)),
+        args=args,
+        train_dataset=corpus.train,
+        train_sampler=plan_stage(corpus.train, RATIOS, MAX_LENGTH * 4 * 6, 4, seed=3),
+        processing_class=tokenizer,
+        topic_eval_dataset=corpus.validation,
+    )
+    trainer.train()
+    trainer.create_model_card(finetuned_from="HuggingFaceTB/SmolLM2-135M", tags="bilingual", language=["en", "zh"])
+    card = (output / "README.md").read_text()
+    metadata = ModelCard.load(output / "README.md").data
+    assert metadata.base_model == "HuggingFaceTB/SmolLM2-135M" and metadata.language == ["en", "zh"]
+    assert metadata.tags == ["continual-pretraining", "hf-cpt", "llama3-syne", "bilingual"]
+    recipe = trainer.data_recipe()
+    assert f"### stage1: {recipe['tokens_consumed']:,} tokens, 6 steps" in card
+    for source, entry in recipe["sources"].items():
+        tokens = f"{entry['tokens_consumed']:,} | {entry['consumed_ratio']:.4f}"
+        assert f"| {source} | {entry['target_ratio']:.4f} | {tokens} |" in card
+    final = sorted(trainer.mixture_callback.rounds[-1]["proportions"].items(), key=lambda item: -item[1])
+    shares = ", ".join(f"{topic} {share:.3f}" for topic, share in final)
+    assert f"Topic mixture: 2 re-weighting round(s); final shares: {shares}." in card  # rounds at steps 3 and 6
+    assert "Curriculum: order `LH` in 4 groups over web-cn/Philosophy." in card
 
 
 def test_resume_replays_the_same_blocks_and_ends_with_the_same_weights(tmp_path, tokenizer, corpus):

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainingArguments
 
-from hf_cpt.curriculum.orders import ORDERS
+from hf_cpt.callbacks import global_batch_size
+from hf_cpt.curriculum.orders import check_curriculum
 from hf_cpt.linear_cross_entropy import DEFAULT_CHUNK_SIZE, check_liger_kernel
+from hf_cpt.mixture.update import check_rule_settings
 from hf_cpt.utils.distributed import check_process_group
 from hf_cpt.utils.environment import hardware_supports_bf16
 
@@ -53,9 +55,9 @@ class CPTConfig(TrainingArguments):
     Perplexity curriculum (§3.2.2), active when `curriculum_order` is set and the trainer draws from a
     `TopicMixtureSampler`:
         curriculum_order: `LH` (the paper: low to high perplexity), `HL`, `RM`, `PB`, `BP` or `PBP`.
-        curriculum_groups: topics, or sources standing for all their topics, to order (the paper: its
+        curriculum_topics: topics, or sources standing for all their topics, to order (the paper: its
             Chinese data); default: every topic drawn.
-        curriculum_num_groups: difficulty groups (the paper: 10).
+        curriculum_num_difficulty_groups: difficulty groups (the paper: 10).
         curriculum_rescore_steps: re-score the blocks not drawn yet every this many steps and re-sort them
             into the remaining places of the order (`LH`/`HL`; an extension beyond the paper, off by default).
     """
@@ -126,10 +128,10 @@ class CPTConfig(TrainingArguments):
     curriculum_order: str | None = field(
         default=None, metadata={"help": "Order within topics: LH (paper), HL, RM, PB, BP, PBP; None: seeded shuffle."}
     )
-    curriculum_groups: list[str] | None = field(
+    curriculum_topics: list[str] | None = field(
         default=None, metadata={"help": "Topics or sources the curriculum orders; default: every topic drawn."}
     )
-    curriculum_num_groups: int = field(default=10, metadata={"help": "Difficulty groups (paper: 10)."})
+    curriculum_num_difficulty_groups: int = field(default=10, metadata={"help": "Difficulty groups (paper: 10)."})
     curriculum_rescore_steps: int | None = field(
         default=None,
         metadata={"help": "Re-score the blocks not drawn yet every N steps (LH/HL; beyond the paper, off by default)."},
@@ -162,16 +164,12 @@ class CPTConfig(TrainingArguments):
         if self.use_liger_kernel and self.loss_chunk_size:
             check_liger_kernel()
         self._check_mixture_fields()
-        if self.curriculum_order is not None and self.curriculum_order not in ORDERS:
-            raise ValueError(f"curriculum_order is {self.curriculum_order!r}; use one of {list(ORDERS)}.")
-        if self.curriculum_num_groups < 1:
-            raise ValueError(f"curriculum_num_groups is {self.curriculum_num_groups}; set it to 1 or more (paper: 10).")
-        if self.curriculum_rescore_steps is not None and (
-            self.curriculum_order not in ("LH", "HL") or self.curriculum_rescore_steps < 1
-        ):
+        if self.curriculum_order is not None or self.curriculum_rescore_steps is not None:
+            check_curriculum(self.curriculum_order, self.curriculum_rescore_steps, prefix="curriculum_")
+        if self.curriculum_num_difficulty_groups < 1:
             raise ValueError(
-                f"curriculum_rescore_steps is {self.curriculum_rescore_steps} with curriculum_order "
-                f"{self.curriculum_order!r}; re-scoring needs curriculum_order LH or HL and a step count >= 1."
+                f"curriculum_num_difficulty_groups is {self.curriculum_num_difficulty_groups}; set it to 1 or more "
+                "(paper: 10)."
             )
         super().__post_init__()
         check_process_group(self)
@@ -185,8 +183,7 @@ class CPTConfig(TrainingArguments):
             raise ValueError(f"mixture_min_proportion is {self.mixture_min_proportion}; set it in [0, 1).")
         if self.mixture_alpha is None:
             return
-        if not math.isfinite(self.mixture_alpha) or self.mixture_alpha < 0:
-            raise ValueError(f"mixture_alpha is {self.mixture_alpha}; set the step size to a number >= 0.")
+        check_rule_settings(self.mixture_alpha, field="mixture_alpha")
         if (self.mixture_round_tokens is None) == (self.mixture_round_steps is None):
             raise ValueError(
                 "mixture_alpha is set: set exactly one of mixture_round_tokens (paper: ~40B) and mixture_round_steps."
@@ -195,7 +192,7 @@ class CPTConfig(TrainingArguments):
     @property
     def tokens_per_step(self) -> int:
         """Tokens in one optimizer step across all processes (every block is full)."""
-        return self.max_length * self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size
+        return self.max_length * global_batch_size(self)
 
     def get_warmup_steps(self, num_training_steps: int) -> int:
         if self.warmup_tokens is not None:

@@ -24,17 +24,6 @@ logger = logging.getLogger(__name__)
 
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
-# Cited by every card hf-cpt writes: the method the data and models come from.
-PAPER_CITATION = """@article{chen2024towards,
-  title   = {Towards Effective and Efficient Continual Pre-training of Large Language Models},
-  author  = {Chen, Jie and Chen, Zhipeng and Wang, Jiapeng and Zhou, Kun and Zhu, Yutao and Jiang, Jinhao and
-             Min, Yingqian and Zhao, Wayne Xin and Dou, Zhicheng and Mao, Jiaxin and Lin, Yankai and
-             Song, Ruihua and Xu, Jun and Chen, Xu and Yan, Rui and Wei, Zhewei and Hu, Di and
-             Huang, Wenbing and Wen, Ji-Rong},
-  journal = {arXiv preprint arXiv:2407.18743},
-  year    = {2024}
-}"""
-
 
 def resolve_token(token: str | None = None) -> str:
     """The token to push with: the argument, else `HF_TOKEN`, else the one `hf auth login` stored."""
@@ -143,6 +132,7 @@ def push_folder(
     return commit
 
 
+CARD_TAGS = ("continual-pretraining", "hf-cpt", "llama3-syne")  # on every CPT model card
 MODEL_FILES = ("*.safetensors", "*.json", "*.jinja", "*.model", "*.txt", "README.md")
 
 
@@ -153,63 +143,56 @@ def model_card(
     evaluation: Mapping[str, Mapping[str, Any]] | None = None,
     mixture: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     curriculum: Mapping[str, Mapping[str, Any] | None] | None = None,
+    model_name: str | None = None,
+    tags: Sequence[str] = (),
+    language: str | Sequence[str] | None = None,
+    license: str | None = None,
+    datasets: str | Sequence[str] | None = None,
 ) -> str:
     """A Hub model card for a continually pre-trained model: what it started from and what it was fed.
 
+    Rendered from `templates/cpt_model_card.md`.
+
     Args:
-        base_model: the model CPT started from.
+        base_model: the model CPT started from (a Hub id goes into the metadata; a local folder only into the text).
         recipe: per stage, the trainer's data recipe (`data_recipe.json`: tokens and ratios per source).
         evaluation: `{"before": result, "after": result}` (`EvaluationResult.to_dict()`), or `{"after": ...}`.
         mixture: per stage, the topic mixture's rounds (`topic_mixture.json`).
         curriculum: per stage, the curriculum's progress (`curriculum.json`).
+        model_name: the card's title; default "<base_model>, continually pre-trained with hf-cpt".
+        tags, language, license, datasets: more metadata (hf-cpt's own tags are always there).
     """
+    from huggingface_hub import ModelCardData
+
+    from hf_cpt.cards import render_card
     from hf_cpt.evaluation import comparison_table, forgetting_report
 
-    tokens = sum(stage["tokens_consumed"] for stage in recipe.values())
-    lines = [
-        "---",
-        f"base_model: {base_model}",
-        "library_name: transformers",
-        "pipeline_tag: text-generation",
-        "tags:",
-        "- continual-pretraining",
-        "- hf-cpt",
-        "- llama3-syne",
-        "---",
-        "",
-        f"# {base_model}, continually pre-trained with hf-cpt",
-        "",
-        f"`{base_model}` continued pre-training on {tokens:,} tokens in {len(recipe)} stage(s) with the method of "
-        "*Towards Effective and Efficient Continual Pre-training of Large Language Models* (Llama-3-SynE, "
-        "arXiv 2407.18743): token-ratio mixtures per stage, a topic mixture re-weighted from per-topic "
-        "perplexity, and a perplexity curriculum, as configured below.",
-        "",
-        "## Data recipe",
-    ]
-    for name, stage in recipe.items():
-        lines += ["", f"### {name}: {stage['tokens_consumed']:,} tokens, {stage['global_step']} steps", ""]
-        lines += ["| source | target ratio | tokens consumed | consumed ratio |", "|---|---:|---:|---:|"]
-        for source, entry in stage["sources"].items():
-            target = "–" if entry["target_ratio"] is None else f"{entry['target_ratio']:.4f}"
-            lines.append(f"| {source} | {target} | {entry['tokens_consumed']:,} | {entry['consumed_ratio']:.4f} |")
-        rounds = (mixture or {}).get(name) or []
-        if len(rounds) > 1:
-            final = rounds[-1]["proportions"]
-            weights = ", ".join(f"{topic} {share:.3f}" for topic, share in sorted(final.items(), key=lambda x: -x[1]))
-            lines += ["", f"Topic mixture: {len(rounds) - 1} re-weighting round(s); final shares: {weights}."]
-        progress = (curriculum or {}).get(name)
-        if progress:
-            topics = ", ".join(progress["topics"])
-            lines += ["", f"Curriculum: order `{progress['order']}` in {progress['num_groups']} groups over {topics}."]
-    if evaluation:
-        lines += ["", "## Evaluation", ""]
-        if evaluation.get("before") is not None:
-            lines += ["Before and after continual pre-training:", "", forgetting_report(evaluation["before"],
-                      evaluation["after"])]  # fmt: skip
-        else:
-            lines += [comparison_table(evaluation["after"])]
-    lines += ["", "## Citation", "", "```bibtex", PAPER_CITATION, "```", ""]
-    return "\n".join(lines)
+    evaluation_table = None
+    if evaluation and evaluation.get("before") is not None:
+        evaluation_table = forgetting_report(evaluation["before"], evaluation["after"])
+    elif evaluation:
+        evaluation_table = comparison_table(evaluation["after"])
+    card_data = ModelCardData(
+        base_model=None if os.path.isdir(base_model) else base_model,
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        tags=list(dict.fromkeys([*CARD_TAGS, *tags])),
+        language=language,
+        license=license,
+        datasets=datasets,
+    )
+    return render_card(
+        "cpt_model_card.md",
+        card_data,
+        base_model=base_model,
+        model_name=model_name,
+        tokens=sum(stage["tokens_consumed"] for stage in recipe.values()),
+        recipe=recipe,
+        mixture=mixture or {},
+        curriculum=curriculum or {},
+        evaluation_table=evaluation_table,
+        evaluation_before=bool(evaluation and evaluation.get("before") is not None),
+    )
 
 
 def push_model(
@@ -225,7 +208,10 @@ def push_model(
     if not (folder / "config.json").is_file():
         raise ValueError(f"{folder} holds no saved model (no config.json); give the folder save_pretrained wrote.")
     if not (folder / "README.md").is_file():
-        raise ValueError(f"{folder} has no model card (README.md); write one with hf_cpt.hub.model_card first.")
+        raise ValueError(
+            f"{folder} has no model card (README.md); write one with CPTTrainer.create_model_card or "
+            "hf_cpt.hub.model_card first."
+        )
     return push_folder(
         folder, repo_id, repo_type="model", include=MODEL_FILES, token=token, private=private, dry_run=dry_run,
         commit_message="Upload continually pre-trained model (hf-cpt)",

@@ -269,8 +269,8 @@ def curriculum_section(curriculum: Mapping[str, Any]) -> str:
     header = ["topic", *(f"step {entry['step']}" for entry in progress)]
     return "\n\n".join(
         [
-            f"Order `{curriculum['order']}`: difficulty group (0 = lowest perplexity of {curriculum['num_groups']}) "
-            "of the last block of each topic trained by each step:",
+            f"Order `{curriculum['order']}`: difficulty group (0 = lowest perplexity of "
+            f"{curriculum['num_difficulty_groups']}) of the last block of each topic trained by each step:",
             _markdown_table(header, rows),
         ]
     )

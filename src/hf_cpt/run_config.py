@@ -25,7 +25,7 @@ from typing import Any
 from trl import TrlParser
 
 from hf_cpt.config import CPTConfig
-from hf_cpt.data.recipes import MIXTURES, TOPIC_SOURCES, flatten_mixture, resolve_mixture
+from hf_cpt.data.mixtures import MIXTURES, TOPIC_SOURCES, flatten_mixture, resolve_mixture
 from hf_cpt.generation.base import BACKENDS, SamplingParams
 from hf_cpt.topics.taxonomy import SOURCE_TAXONOMIES
 

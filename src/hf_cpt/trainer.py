@@ -11,7 +11,9 @@ What it adds to `Trainer`, and nothing else:
   the loss applies the output embeddings a chunk of positions at a time (`CPTConfig.loss_chunk_size`), or
   through Liger-Kernel's fused kernel with `use_liger_kernel`;
 - the data recipe (groups, target ratios, tokens consumed) in every checkpoint and the final model
-  folder, restored on `resume_from_checkpoint`.
+  folder, restored on `resume_from_checkpoint`;
+- a model card (`create_model_card`, which `push_to_hub` calls) with that recipe, the topic mixture's rounds
+  and the curriculum's progress.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from torch.utils.data import Sampler
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from hf_cpt.callbacks import global_batch_size
 from hf_cpt.config import CPTConfig
 from hf_cpt.curriculum import PPLCurriculumCallback
 from hf_cpt.data.packing import GROUP_COLUMN, collate_blocks, source_of
@@ -134,11 +137,11 @@ class CPTTrainer(Trainer):
             self._require_topic_sampler("curriculum_order"),
             self.train_dataset,
             order=args.curriculum_order,
-            groups=args.curriculum_groups,
+            topics=args.curriculum_topics,
             scores=scores,
             disciplines=disciplines,
             seed=args.seed,
-            num_groups=args.curriculum_num_groups,
+            num_difficulty_groups=args.curriculum_num_difficulty_groups,
             trainer=self,
             rescore_steps=args.curriculum_rescore_steps,
         )
@@ -332,13 +335,7 @@ class CPTTrainer(Trainer):
 
     def _trained_position(self) -> int:
         """Blocks trained so far: the position of the sampler's order the optimizer steps have reached."""
-        args = self.args
-        return (
-            self.state.global_step
-            * args.per_device_train_batch_size
-            * args.gradient_accumulation_steps
-            * (args.world_size)
-        )
+        return self.state.global_step * global_batch_size(self.args)
 
     def _add_block_counts(self, sources: dict[str, dict[str, Any]]) -> None:
         sampler = self.train_sampler
@@ -364,6 +361,48 @@ class CPTTrainer(Trainer):
                 # What the next stage of the run excludes (`plan_stage(..., exclude=load_drawn_blocks(folder))`).
                 mask = self.train_sampler.drawn_mask(self._trained_position())
                 save_drawn_blocks(os.path.join(output_dir, DRAWN_BLOCKS_NAME), mask, self.train_dataset)
+
+    # ---- model card ----
+    def create_model_card(
+        self,
+        language: str | None = None,
+        license: str | None = None,
+        tags: str | list[str] | None = None,
+        model_name: str | None = None,
+        finetuned_from: str | None = None,
+        tasks: str | list[str] | None = None,
+        dataset_tags: str | list[str] | None = None,
+        dataset: str | list[str] | None = None,
+        dataset_args: str | list[str] | None = None,
+    ) -> None:
+        """Write the CPT model card (`hf_cpt.hub.model_card`) into `output_dir/README.md`, on the main process.
+
+        The card holds what this trainer knows, as one stage named after `output_dir`: its data recipe (tokens
+        and ratios per source), the topic mixture's rounds and the curriculum's progress. It takes the arguments
+        of `Trainer.create_model_card`, so `push_to_hub(**kwargs)` uploads this card: `finetuned_from` names the
+        base model (default: the model's `name_or_path`), `dataset_tags` (else `dataset`) the datasets.
+        `tasks` and `dataset_args` describe fine-tuning results in transformers' own card and are not used.
+        """
+        if not self.is_world_process_zero():
+            return
+        from hf_cpt.hub import model_card
+
+        stage = os.path.basename(os.path.normpath(self.args.output_dir))
+        base_model = finetuned_from or getattr(self.model.config, "name_or_path", "") or type(self.model).__name__
+        card = model_card(
+            base_model=base_model,
+            recipe={stage: self.data_recipe()},
+            mixture={stage: self.mixture_callback.rounds} if self.mixture_callback is not None else None,
+            curriculum={stage: self.curriculum_callback.summary()} if self.curriculum_callback is not None else None,
+            model_name=model_name,
+            tags=[tags] if isinstance(tags, str) else tags or (),
+            language=language,
+            license=license,
+            datasets=dataset_tags or dataset,
+        )
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        with open(os.path.join(self.args.output_dir, "README.md"), "w", encoding="utf-8") as file:
+            file.write(card)
 
     def _save_checkpoint(self, model, trial) -> None:
         self._sync_tokens()

@@ -25,8 +25,8 @@ def main(output: Path) -> None:
         mixture_round_steps=2,
         mixture_scope="all",
         curriculum_order="LH",
-        curriculum_groups=["web-cn"],
-        curriculum_num_groups=2,
+        curriculum_topics=["web-cn"],
+        curriculum_num_difficulty_groups=2,
         curriculum_rescore_steps=3,
     )
     rank = args.process_index

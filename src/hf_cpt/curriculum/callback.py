@@ -5,7 +5,7 @@ being trained (or takes scores you computed, e.g. with `hf-cpt score-ppl`), turn
 per topic (`LH` by default: ten equal-count perplexity groups, low to high) and installs it in the
 sampler. The mixture across topics is untouched: the sampler still decides which topic each draw
 comes from, and the curriculum decides which block of that topic. At every logging step the difficulty
-group each topic has reached joins the Trainer's log (`hf_cpt.callback_logs`), beside its `loss`. At the
+group each topic has reached joins the Trainer's log (`hf_cpt.callbacks`), beside its `loss`. At the
 start of training it checks, as `TopicPerplexityCallback` does, that the Trainer trains from the rows the
 sampler indexes.
 
@@ -35,10 +35,9 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 from transformers import TrainerControl, TrainerState, TrainingArguments
-from transformers.trainer_callback import ExportableState
 
-from hf_cpt.callback_logs import LogMergingCallback, is_training_log
-from hf_cpt.curriculum.orders import ORDERS, check_scores, curriculum_order, difficulty_groups
+from hf_cpt.callbacks import CheckpointedCallback, global_batch_size, is_training_log
+from hf_cpt.curriculum.orders import check_curriculum, check_scores, curriculum_order, difficulty_groups
 from hf_cpt.curriculum.scoring import score_perplexity
 from hf_cpt.data.packing import source_of
 from hf_cpt.mixture.callback import check_training_rows
@@ -58,7 +57,7 @@ def _digest(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-class PPLCurriculumCallback(LogMergingCallback, ExportableState):
+class PPLCurriculumCallback(CheckpointedCallback):
     """Curriculum within topics for a `Trainer` drawing from a `TopicMixtureSampler`.
 
     Add it before `TopicPerplexityCallback` (CPTTrainer does): the orders must be in place when the
@@ -68,13 +67,13 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
         sampler: the sampler the Trainer trains from.
         train_dataset: the training blocks the sampler indexes (a `input_ids` column).
         order: one of `LH` (the paper), `HL`, `RM`, `PB`, `BP`, `PBP`.
-        groups: topic names, or source names standing for all their topics, to order; default: every
+        topics: topic names, or source names standing for all their topics, to order; default: every
             topic with a positive weight. The paper orders its Chinese data in stage 1.
         scores: precomputed perplexity per training block (NaN allowed outside the ordered topics);
             default: scored at the start of training with the model being trained.
         disciplines: per-block discipline labels, for `PB`, `BP` and `PBP`.
         seed: shuffles blocks within a difficulty group.
-        num_groups: difficulty groups (the paper: 10).
+        num_difficulty_groups: perplexity groups each topic's blocks are cut into (the paper: 10).
         trainer: the Trainer. With it the difficulty groups reach every `report_to` logger (the callback
             places itself ahead of them); without it, `state.log_history` and the callbacks after this one.
         batch_tokens: token budget of a scoring batch.
@@ -88,11 +87,11 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
         train_dataset: Dataset | None = None,
         *,
         order: str = "LH",
-        groups: Sequence[str] | None = None,
+        topics: Sequence[str] | None = None,
         scores: Sequence[float] | np.ndarray | None = None,
         disciplines: Sequence[str] | None = None,
         seed: int = 0,
-        num_groups: int = 10,
+        num_difficulty_groups: int = 10,
         trainer: Any = None,
         batch_tokens: int = 8192,
         rescore_steps: int | None = None,
@@ -102,13 +101,7 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
                 "PPLCurriculumCallback needs the TopicMixtureSampler the Trainer draws from and its training "
                 "dataset (it restores itself from checkpoints, so leave restore_callback_states_from_checkpoint off)."
             )
-        if order not in ORDERS:
-            raise ValueError(f"order {order!r} is not a known curriculum; use one of {list(ORDERS)}.")
-        if rescore_steps is not None and (order not in ("LH", "HL") or rescore_steps < 1):
-            raise ValueError(
-                f"rescore_steps is {rescore_steps} with order {order!r}; re-scoring needs order LH or HL and "
-                "a step count >= 1 (or leave it unset)."
-            )
+        check_curriculum(order, rescore_steps)
         if len(train_dataset) != sampler.num_documents:
             raise ValueError(
                 f"train_dataset has {len(train_dataset)} rows but the sampler indexes {sampler.num_documents}; "
@@ -118,7 +111,7 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
         self.sampler = sampler
         self.train_dataset = train_dataset
         self.order = order
-        self.topics = self._resolve_topics(groups)
+        self.topics = self._resolve_topics(topics)
         self.scores = None if scores is None else np.asarray(scores, dtype=np.float64)
         if self.scores is not None and len(self.scores) != sampler.num_documents:
             raise ValueError(
@@ -127,7 +120,7 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
             )
         self.disciplines = disciplines
         self.seed = seed
-        self.num_groups = num_groups
+        self.num_difficulty_groups = num_difficulty_groups
         self.batch_tokens = batch_tokens
         self.rescore_steps = rescore_steps
         self.scores_path: str | None = None
@@ -136,15 +129,15 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
         self._group_in_order: dict[str, np.ndarray] = {}  # difficulty group of every place of the order
         self._first_pass_places: dict[str, np.ndarray] = {}  # the same for the first pass (unexcluded blocks)
 
-    def _resolve_topics(self, groups: Sequence[str] | None) -> list[str]:
+    def _resolve_topics(self, names: Sequence[str] | None) -> list[str]:
         drawn = list(self.sampler.weights)
-        if groups is None:
+        if names is None:
             return drawn
-        topics = [name for name in self.sampler.topic_names if name in groups or source_of(name) in groups]
-        unknown = [group for group in groups if not any(group in (name, source_of(name)) for name in topics)]
+        topics = [name for name in self.sampler.topic_names if name in names or source_of(name) in names]
+        unknown = [name for name in names if not any(name in (topic, source_of(topic)) for topic in topics)]
         if unknown:
             raise ValueError(
-                f"groups names {unknown[0]!r}, which is neither a topic nor a source of the sampler; "
+                f"topics names {unknown[0]!r}, which is neither a topic nor a source of the sampler; "
                 "name topics as in its topic_names, or their sources."
             )
         return [name for name in topics if name in drawn]
@@ -161,10 +154,7 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
         return {"args": {}, "attributes": attributes}
 
     def _restore(self, state: TrainerState) -> bool:
-        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
-        if isinstance(saved, list):
-            saved = saved[0] if saved else None
-        attributes = (saved or {}).get("attributes", {})
+        attributes = self.saved_attributes(state)
         if not attributes.get("scores_path"):  # a fresh run (its state holds no scores file yet)
             return False
         if self.scores is None:
@@ -224,10 +214,10 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
             if self.order == "RM" and topic_scores is None:
                 topic_scores = np.zeros(len(members))  # a random order needs only the count
             disciplines = None if self.disciplines is None else np.asarray(self.disciplines)[members]
-            permutation = curriculum_order(self.order, topic_scores, disciplines, self.seed, self.num_groups)
+            permutation = curriculum_order(self.order, topic_scores, disciplines, self.seed, self.num_difficulty_groups)
             self.sampler.set_topic_order(topic, members[permutation])
             if self.scores is not None:
-                self._group_in_order[topic] = difficulty_groups(topic_scores, self.num_groups)[permutation]
+                self._group_in_order[topic] = difficulty_groups(topic_scores, self.num_difficulty_groups)[permutation]
                 # The first pass skips blocks an earlier stage drew: its places are the order's others.
                 first_pass = ~np.isin(members[permutation], self.sampler.excluded)
                 self._first_pass_places[topic] = self._group_in_order[topic][first_pass]
@@ -246,8 +236,7 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
 
     def _rescore(self, args: TrainingArguments, state: TrainerState, model, tokenizer) -> None:
         """Score the blocks no rank has drawn yet under the current model and re-sort them (all ranks)."""
-        global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-        position = next_common_position(self.sampler, global_batch)
+        position = next_common_position(self.sampler, global_batch_size(args))
         drawn = self.sampler.draws_per_topic(position)
         draws = {topic: drawn.get(topic, 0) for topic in self.topics}
         unseen = np.concatenate([self._unseen(topic, draws[topic])[1] for topic in self.topics])
@@ -320,11 +309,18 @@ class PPLCurriculumCallback(LogMergingCallback, ExportableState):
 
     def _record_progress(self, args: TrainingArguments, state: TrainerState) -> None:
         """The difficulty group each ordered topic has reached at this logging step: logged and kept."""
-        global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-        groups = self.current_groups(state.global_step * global_batch)  # epochs continue the sampler's stream
+        # Epochs continue the sampler's stream.
+        groups = self.current_groups(state.global_step * global_batch_size(args))
         self.progress.append({"step": state.global_step, "groups": groups})
         self.queue_metrics({f"curriculum/group/{topic}": group for topic, group in groups.items()})
         if state.is_world_process_zero:
-            payload = {"order": self.order, "topics": self.topics, "num_groups": self.num_groups}
-            payload["progress"] = self.progress
-            (Path(args.output_dir) / PROGRESS_NAME).write_text(json.dumps(payload, indent=2, ensure_ascii=False))
+            (Path(args.output_dir) / PROGRESS_NAME).write_text(json.dumps(self.summary(), indent=2, ensure_ascii=False))
+
+    def summary(self) -> dict[str, Any]:
+        """The curriculum and the difficulty group each topic reached at every logging step (`curriculum.json`)."""
+        return {
+            "order": self.order,
+            "topics": self.topics,
+            "num_difficulty_groups": self.num_difficulty_groups,
+            "progress": self.progress,
+        }

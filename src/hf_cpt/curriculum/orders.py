@@ -25,6 +25,21 @@ DISCIPLINE_ORDERS: dict[str, tuple[frozenset[str], ...]] = {
     "PBP": (frozenset({"physics"}), frozenset({"biology", "chemistry"}), frozenset({"physics"})),
 }
 ORDERS = DIFFICULTY_ORDERS + tuple(DISCIPLINE_ORDERS)
+RESCORABLE_ORDERS = ("LH", "HL")  # the orders a re-scoring can re-sort: by perplexity
+
+
+def check_curriculum(order: str | None, rescore_steps: int | None = None, *, prefix: str = "") -> None:
+    """Fail unless `order` is one of `ORDERS` and `rescore_steps`, when set, is >= 1 with an order by perplexity.
+
+    `prefix` goes before the field names in the errors (`curriculum_` for the fields of a `CPTConfig`).
+    """
+    if rescore_steps is not None and (order not in RESCORABLE_ORDERS or rescore_steps < 1):
+        raise ValueError(
+            f"{prefix}rescore_steps is {rescore_steps} with {prefix}order {order!r}; re-scoring needs {prefix}order "
+            "LH or HL and a step count >= 1 (or leave it unset)."
+        )
+    if order not in ORDERS:
+        raise ValueError(f"{prefix}order {order!r} is not a known curriculum; use one of {list(ORDERS)}.")
 
 
 def check_scores(scores: Sequence[float] | np.ndarray, num_documents: int | None = None) -> np.ndarray:
@@ -63,8 +78,7 @@ def curriculum_order(
         disciplines: per-document discipline label, for `PB`, `BP` and `PBP`.
         seed: shuffles documents within a group (and the physics halves of `PBP`).
     """
-    if order not in ORDERS:
-        raise ValueError(f"order {order!r} is not a known curriculum; use one of {list(ORDERS)}.")
+    check_curriculum(order)
     rng = np.random.default_rng(seed)
     if order in DISCIPLINE_ORDERS:
         if disciplines is None:

@@ -1,7 +1,8 @@
 """Data: sources on disk or the Hub, topic-pure packing, stage mixture specs, and the bundled demo corpus."""
 
+from hf_cpt.data.bundled import DEMO_CORPUS_PATH, demo_snippets_path
 from hf_cpt.data.corpus import Corpus, load_corpus
-from hf_cpt.data.demo import DEMO_CORPUS_PATH, demo_snippets_path
+from hf_cpt.data.mixtures import MIXTURES, TOPIC_SOURCES, flatten_mixture, normalize_ratios, resolve_mixture
 from hf_cpt.data.packing import (
     GROUP_COLUMN,
     collate_blocks,
@@ -10,7 +11,6 @@ from hf_cpt.data.packing import (
     source_of,
     tokenize_documents,
 )
-from hf_cpt.data.recipes import MIXTURES, TOPIC_SOURCES, flatten_mixture, normalize_ratios, resolve_mixture
 from hf_cpt.data.sources import load_source
 
 __all__ = [

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
-from hf_cpt.callback_logs import LogMergingCallback
+from hf_cpt.callbacks import LogMergingCallback
 from hf_cpt.evaluation.benchmarks import Benchmark, resolve_benchmarks
 from hf_cpt.evaluation.runner import evaluate, require_lm_eval
 
@@ -26,7 +26,7 @@ class EvaluationCallback(LogMergingCallback):
     `every="steps"` evaluates every `eval_steps` optimizer steps. Evaluation runs on the main process
     only, on the unwrapped model in eval mode (its previous mode is restored), so it suits a single
     process or DDP, not a model sharded by FSDP or ZeRO-3. Scores join the Trainer's next log
-    (`hf_cpt.callback_logs`; at the end of training, a log of their own), so the Trainer's own `loss`
+    (`hf_cpt.callbacks`; at the end of training, a log of their own), so the Trainer's own `loss`
     stays; with `trainer=` given they reach its `report_to` loggers too. Each evaluation is also kept
     in `self.results` as `{"step": ..., "scores": {...}}`. `include_path`
     names a folder of extra task YAMLs for `Benchmark`s of one's own.

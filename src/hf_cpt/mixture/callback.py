@@ -10,7 +10,7 @@ the ranks cannot drift apart by a rounding difference.
 What it leaves behind, in the Trainer's `output_dir`: `topic_mixture.json` (every round: perplexity,
 Δp, δ, f and r per topic, passes per topic) and `topic_mixture.png`; in every checkpoint, its rounds and
 the sampler's state (through `ExportableState`), so a resumed run draws the same blocks and continues
-the same history. A round's metrics go out with the Trainer's next log (`hf_cpt.callback_logs`), beside
+the same history. A round's metrics go out with the Trainer's next log (`hf_cpt.callbacks`), beside
 its `loss`, so TensorBoard, W&B or any `report_to` sees both.
 
 At the start of training it checks that the Trainer trains from the rows the sampler indexes (their
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,12 +32,11 @@ import numpy as np
 import torch.distributed as dist
 from datasets import Dataset
 from transformers import TrainerControl, TrainerState, TrainingArguments
-from transformers.trainer_callback import ExportableState
 
-from hf_cpt.callback_logs import LogMergingCallback
+from hf_cpt.callbacks import CheckpointedCallback, global_batch_size
 from hf_cpt.data.packing import GROUP_COLUMN, read_group_ids, with_group_column
 from hf_cpt.mixture.sampler import TopicMixtureSampler
-from hf_cpt.mixture.update import compute_mixture_update
+from hf_cpt.mixture.update import check_rule_settings, compute_mixture_update
 from hf_cpt.perplexity import perplexity_by_group
 from hf_cpt.utils.distributed import next_common_position, rank_and_world
 
@@ -127,7 +125,7 @@ def topic_eval_dataset(eval_dataset: Dataset | Mapping[str, Dataset], topic_name
     return eval_dataset
 
 
-class TopicPerplexityCallback(LogMergingCallback, ExportableState):
+class TopicPerplexityCallback(CheckpointedCallback):
     """Online topic re-weighting (§3.2.1) for a `Trainer` that draws from a `TopicMixtureSampler`.
 
     Args:
@@ -169,21 +167,12 @@ class TopicPerplexityCallback(LogMergingCallback, ExportableState):
                 "validation documents (it restores itself from checkpoints, so leave "
                 "restore_callback_states_from_checkpoint off)."
             )
-        if alpha is None or not math.isfinite(alpha) or alpha < 0:
-            raise ValueError(f"alpha is {alpha}; set the step size to a number >= 0.")
+        self.importance = check_rule_settings(alpha, importance, sampler.topic_names)
         if (round_steps is None) == (round_tokens is None):
             raise ValueError("Set exactly one of round_steps and round_tokens (the paper: ~40B tokens per round).")
         for field, value in (("round_steps", round_steps), ("round_tokens", round_tokens)):
             if value is not None and value <= 0:
                 raise ValueError(f"{field} is {value}; set it to a positive number.")
-        self.importance = dict(importance or {})
-        for name, weight in self.importance.items():
-            if name not in sampler.topic_names:
-                raise ValueError(f"importance names topic {name!r}, which the sampler does not have; remove it.")
-            if not math.isfinite(weight) or weight < 0 or alpha * weight >= 1:
-                raise ValueError(f"importance[{name!r}] is {weight}; set it >= 0 with alpha x importance below 1.")
-        if alpha >= 1 and any(name not in self.importance for name in sampler.topic_names):
-            raise ValueError(f"alpha is {alpha}; with the default importance 1 keep it below 1 so f_i stays positive.")
         super().__init__(trainer)
         self.sampler = sampler
         self.eval_dataset = topic_eval_dataset(eval_dataset, sampler.topic_names)
@@ -202,10 +191,7 @@ class TopicPerplexityCallback(LogMergingCallback, ExportableState):
         return {"args": {}, "attributes": attributes | {"pending_metrics": self.pending_metrics}}
 
     def _restore(self, state: TrainerState) -> bool:
-        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
-        if isinstance(saved, list):
-            saved = saved[0] if saved else None
-        attributes = (saved or {}).get("attributes", {})
+        attributes = self.saved_attributes(state)
         if not attributes.get("rounds"):
             return False
         self.rounds = list(attributes["rounds"])
@@ -222,7 +208,7 @@ class TopicPerplexityCallback(LogMergingCallback, ExportableState):
         block = self.tokens_per_block or getattr(args, "max_length", None)
         if block is None:
             return None
-        return block * args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        return block * global_batch_size(args)
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         super().on_train_begin(args, state, control, **kwargs)
@@ -299,8 +285,7 @@ class TopicPerplexityCallback(LogMergingCallback, ExportableState):
             proportions.update(update.proportions)
             for key in terms:
                 terms[key].update(getattr(update, key))
-        global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-        position = next_common_position(self.sampler, global_batch)
+        position = next_common_position(self.sampler, global_batch_size(args))
         if _distributed():
             shared = [proportions]
             dist.broadcast_object_list(shared, src=0)

@@ -59,7 +59,7 @@ class SegmentWeights:
     """The integer weights of one segment of the schedule, per topic and per source, and the thresholds.
 
     Args:
-        topic_weights: weight of every topic (leaf group); normalised here.
+        topic_weights: weight of every topic (leaf group); normalized here.
         source_of_topic: the source id of every topic.
         num_sources: number of sources.
     """

@@ -102,7 +102,7 @@ class TopicMixtureSampler(Sampler[int]):
 
     Args:
         topics: the group id (an integer in [0, number of groups)) of every dataset index.
-        weights: group -> proportion, keyed by id or, with `topic_names`, by name. Normalised; a group left out
+        weights: group -> proportion, keyed by id or, with `topic_names`, by name. Normalized; a group left out
             or given 0 is never drawn.
         seed: keys the permutation of every pass of every group.
         num_samples: draws per epoch (`len(sampler)`); default: the number of documents.

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
+from hf_cpt.data.mixtures import normalize_ratios
 from hf_cpt.data.packing import GROUP_COLUMN, group_sizes, read_group_ids, source_of
-from hf_cpt.data.recipes import normalize_ratios
 from hf_cpt.mixture.sampler import TopicMixtureSampler
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 def stage_group_weights(source_ratios: Mapping[str, float], sizes: Mapping[str, int]) -> dict[str, float]:
     """Weight of every group: its source's share times the group's share of that source's blocks.
 
-    A source of the mixture with no blocks in `sizes` is an error (it would silently be renormalised away).
+    A source of the mixture with no blocks in `sizes` is an error (it would silently be renormalized away).
     """
     source_sizes: dict[str, int] = {}
     for group, size in sizes.items():

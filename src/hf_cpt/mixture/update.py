@@ -15,7 +15,7 @@ of one source) without moving that subset's share; for proportions summing to 1 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -44,6 +44,36 @@ def _check_perplexities(name: str, values: Mapping, topics: list) -> None:
             )
 
 
+def check_rule_settings(
+    alpha: float, importance: Mapping[Topic, float] | None = None, topics: Sequence[Topic] = (), *, field: str = "alpha"
+) -> dict[Topic, float]:
+    """Check the rule's settings once and return the importance w_i of each of `topics` (default 1).
+
+    α must be a finite number >= 0; each w_i a finite number >= 0 for one of `topics`, with α · w_i below 1 so
+    that f_i = 1 + α · δ_i · w_i stays positive. `field` names α in the errors (`mixture_alpha` in a `CPTConfig`,
+    which checks α alone, before the topics are known).
+    """
+    if alpha is None or not math.isfinite(alpha) or alpha < 0:
+        raise ValueError(f"{field} is {alpha}; set the step size to a number >= 0 (0 leaves the mixture unchanged).")
+    importance = dict(importance or {})
+    for topic, weight in importance.items():
+        if topic not in topics:
+            raise ValueError(
+                f"importance names topic {topic!r}, which is not among the proportions (the topics re-weighted); "
+                "remove it."
+            )
+        if weight is None or not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"importance[{topic!r}] is {weight}; set it to a finite number >= 0.")
+    weights = {topic: float(importance.get(topic, 1.0)) for topic in topics}
+    too_large = [topic for topic in topics if alpha * weights[topic] >= 1]
+    if too_large:
+        raise ValueError(
+            f"{field} x importance is {alpha * weights[too_large[0]]} for topic {too_large[0]!r}; keep it below 1 "
+            "so that f_i = 1 + alpha * delta_i * w_i stays positive."
+        )
+    return weights
+
+
 def compute_mixture_update(
     proportions: Mapping[Topic, float],
     ppl_prev: Mapping[Topic, float],
@@ -56,27 +86,13 @@ def compute_mixture_update(
     topics = list(proportions)
     if not topics:
         raise ValueError("proportions is empty; give the current proportion of every topic to re-weight.")
-    if alpha is None or not math.isfinite(alpha) or alpha < 0:
-        raise ValueError(f"alpha is {alpha}; set the step size to a number >= 0 (0 leaves the mixture unchanged).")
     for topic, value in proportions.items():
         if value is None or not math.isfinite(value) or value < 0:
             raise ValueError(f"proportions[{topic!r}] is {value}; set every proportion to a finite number >= 0.")
     total = float(sum(proportions.values()))
     if total <= 0:
         raise ValueError("proportions are all zero; give at least one topic a positive proportion.")
-    importance = dict(importance or {})
-    for topic, weight in importance.items():
-        if topic not in proportions:
-            raise ValueError(f"importance names topic {topic!r}, which is not among the proportions; remove it.")
-        if weight is None or not math.isfinite(weight) or weight < 0:
-            raise ValueError(f"importance[{topic!r}] is {weight}; set it to a finite number >= 0.")
-    weights = {topic: float(importance.get(topic, 1.0)) for topic in topics}
-    too_large = [topic for topic in topics if alpha * weights[topic] >= 1]
-    if too_large:
-        raise ValueError(
-            f"alpha x importance is {alpha * weights[too_large[0]]} for topic {too_large[0]!r}; keep it below 1 "
-            "so that f_i = 1 + alpha * delta_i * w_i stays positive."
-        )
+    weights = check_rule_settings(alpha, importance, topics)
     if not 0 <= min_proportion * len(topics) <= 1:
         raise ValueError(
             f"min_proportion is {min_proportion}; with {len(topics)} topics set it in [0, {1 / len(topics):.4g}]."

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from hf_cpt.hub import PAPER_CITATION
+from hf_cpt.cards import render_card
 
 
 def _size_category(count: int) -> str:
@@ -40,75 +40,22 @@ def filter_lines(report: Mapping[str, Any]) -> list[str]:
 
 
 def synthetic_dataset_card(report: Mapping[str, Any], sample: Mapping[str, Any] | None = None) -> str:
-    """A Hub dataset card (YAML header and markdown) from a `SynthQAGenerator` report and one sample pair."""
-    sampling = report["sampling"]
-    lines = [
-        "---",
-        "language:",
-        "- en",
-        "task_categories:",
-        "- text-generation",
-        "- question-answering",
-        "tags:",
-        "- synthetic",
-        "- continual-pretraining",
-        "- hf-cpt",
-        f"size_categories:\n- {_size_category(report['kept'])}",
-        "configs:",
-        "- config_name: default",
-        "  data_files:",
-        "  - split: train",
-        "    path: data/train-*",
-        "---",
-        "",
-        f"# Synthetic {'code' if report['task'] == 'code_qa' else 'scientific'} QA pairs",
-        "",
-        f"{report['kept']:,} question–answer pairs written by `{report['model']}` for continual pre-training, "
-        "following §3.3 of *Towards Effective and Efficient Continual Pre-training of Large Language Models* "
-        "(Llama-3-SynE, arXiv 2407.18743). Made with hf-cpt's `SynthQAGenerator`; the `text` column joins "
-        "problem and solution for pre-training.",
-        "",
-        "## Provenance",
-        "",
-        f"- model: `{report['model']}` through the `{report['backend']}` backend",
-        f"- prompt: `{report['prompt_version']}` (fingerprint `{report['prompt_fingerprint']}`)"
-        + (" — the paper's Appendix B prompt, word for word" if report["task"] == "scientific_qa" else ""),
-        f"- sampling: `{json.dumps(sampling)}`, {report['samples_per_seed']} pair(s) per seed",
-        f"- generated completion tokens in the kept pairs: {report['completion_tokens']:,}",
-        "",
-        "## Counts per discipline",
-        "",
-        discipline_table(report),
-        "",
-        "## Filters",
-        "",
-        *filter_lines(report),
-        "",
-    ]
-    if sample is not None:
-        lines += [
-            "## A sample pair",
-            "",
-            "**Problem**",
-            "",
-            sample["problem"],
-            "",
-            "**Solution**",
-            "",
-            sample["solution"],
-            "",
-        ]
-    lines += [
-        "## Caveats",
-        "",
-        "The pairs are written by a language model and are not checked by people: solutions may be wrong. "
-        "The paper found that pre-training on them helps even so (§4.2).",
-        "",
-        "## Citation",
-        "",
-        "```bibtex",
-        PAPER_CITATION,
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
+    """A Hub dataset card (`templates/synthetic_dataset_card.md`) from a `SynthQAGenerator` report and a sample pair."""
+    from huggingface_hub import DatasetCardData
+
+    card_data = DatasetCardData(
+        language=["en"],
+        task_categories=["text-generation", "question-answering"],
+        tags=["synthetic", "continual-pretraining", "hf-cpt"],
+        size_categories=[_size_category(report["kept"])],
+        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
+    )
+    return render_card(
+        "synthetic_dataset_card.md",
+        card_data,
+        report=report,
+        sampling=json.dumps(report["sampling"]),
+        discipline_table=discipline_table(report),
+        filter_lines="\n".join(filter_lines(report)),
+        sample=sample,
+    )

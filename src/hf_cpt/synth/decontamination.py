@@ -1,7 +1,7 @@
 """Benchmark decontamination: a shared n-gram makes a candidate, a difflib ratio over the aligned window confirms it.
 
 A model asked for QA pairs sometimes writes out a benchmark question it memorised; training on it inflates the
-evaluation hf-cpt reports. `Decontaminator` finds benchmark items inside documents, on the same normalised tokens
+evaluation hf-cpt reports. `Decontaminator` finds benchmark items inside documents, on the same normalized tokens
 as deduplication (`hf_cpt.utils.text`); docs/synth.md explains the choices.
 """
 
@@ -107,8 +107,8 @@ class Decontaminator:
     def _build_index(self, items: list[int], size: int) -> _NgramIndex:
         """The n-grams of `size` tokens of the given benchmark items, first occurrence per item, sorted by hash."""
         parts = []
-        for owners, normalised in chunk_texts((item, " ".join(self._tokens[item])) for item in items):
-            tokens, counts = encode_tokens(normalised)
+        for owners, normalized in chunk_texts((item, " ".join(self._tokens[item])) for item in items):
+            tokens, counts = encode_tokens(normalized)
             hashes, text, positions = ngram_hashes(tokens, counts, size, whole_if_shorter=False)
             parts.append((hashes, np.asarray(owners, dtype=np.int64)[text], positions))
         hashes, owners, positions = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
@@ -123,8 +123,8 @@ class Decontaminator:
         result: list[BenchmarkMatch | None] = [None] * len(texts)
         if not self._indexes:
             return result
-        for rows, normalised in normalized_chunks(texts):
-            tokens, counts = encode_tokens(normalised)
+        for rows, normalized in normalized_chunks(texts):
+            tokens, counts = encode_tokens(normalized)
             candidates: dict[int, Counter[tuple[int, int]]] = defaultdict(Counter)
             for size, index in self._indexes.items():
                 hashes, text, positions = ngram_hashes(tokens, counts, size, whole_if_shorter=False)
@@ -139,7 +139,7 @@ class Decontaminator:
                 ):
                     candidates[document][item, offset] += 1
             for document, votes in candidates.items():
-                result[rows[document]] = self._confirm(normalised[document].split(), votes)
+                result[rows[document]] = self._confirm(normalized[document].split(), votes)
         return result
 
     def contaminated(self, texts: Sequence[str]) -> list[str | None]:

@@ -1,10 +1,10 @@
-"""Exact and near-duplicate detection: normalised-text digests, MinHash over word shingles, LSH banding, union-find.
+"""Exact and near-duplicate detection: normalized-text digests, MinHash over word shingles, LSH banding, union-find.
 
 Synthetic QA is generated in the millions from overlapping seeds, so the same pair comes back verbatim or reworded
 in a few places; training on the repeats wastes tokens. Everything here is numpy and the standard library,
 deterministic and vectorised (`benchmarks/dedup.py` measures it); docs/synth.md explains the choices.
 
-- `exact_duplicates` / `first_occurrences`: a 128-bit blake2b digest of the normalised text
+- `exact_duplicates` / `first_occurrences`: a 128-bit blake2b digest of the normalized text
   (`hf_cpt.utils.text.normalize`); the first occurrence is kept.
 - `near_duplicates`: MinHash (`MinHasher`) over word 5-gram shingles, LSH banding (`lsh_params`) for candidates,
   exact Jaccard verification, union-find clusters, the lowest index of a cluster kept.
@@ -48,12 +48,12 @@ def check_threshold(name: str, value: float, hint: str) -> None:
 
 
 def exact_duplicates(texts: Sequence[str]) -> np.ndarray:
-    """Boolean mask of the rows to drop: those whose normalised text already occurred (the first one is kept)."""
+    """Boolean mask of the rows to drop: those whose normalized text already occurred (the first one is kept)."""
     return first_occurrences(texts) >= 0
 
 
 def first_occurrences(texts: Sequence[str]) -> np.ndarray:
-    """For each row, the index of the first row with the same normalised text, or -1 if it is that first row."""
+    """For each row, the index of the first row with the same normalized text, or -1 if it is that first row."""
     first: dict[bytes, int] = {}
     result = np.full(len(texts), -1, dtype=np.int64)
     for index, text in enumerate(texts):
@@ -139,8 +139,8 @@ class MinHasher:
     def signatures(self, texts: Sequence[str]) -> np.ndarray:
         """Signatures of `texts`, shape (len(texts), num_perm), uint64."""
         signatures = np.full((len(texts), self.num_perm), MERSENNE_PRIME, dtype=np.uint64)
-        for rows, normalised in normalized_chunks(texts):
-            tokens, counts = encode_tokens(normalised)
+        for rows, normalized in normalized_chunks(texts):
+            tokens, counts = encode_tokens(normalized)
             present = np.flatnonzero(counts)
             if len(present):
                 hashes, text, _ = ngram_hashes(tokens, counts, self.ngram, whole_if_shorter=True)
@@ -250,8 +250,8 @@ def _band_buckets(signatures: np.ndarray, rows: np.ndarray, bands: int, band_row
 def _shingle_sets(texts: Sequence[str], indices: Sequence[int], ngram: int) -> dict[int, np.ndarray]:
     """Sorted distinct shingle hashes of the given rows, for exact Jaccard checks."""
     sets: dict[int, np.ndarray] = {}
-    for rows, normalised in normalized_chunks(texts, indices):
-        tokens, counts = encode_tokens(normalised)
+    for rows, normalized in normalized_chunks(texts, indices):
+        tokens, counts = encode_tokens(normalized)
         hashes, text, _ = ngram_hashes(tokens, counts, ngram, whole_if_shorter=True)
         order = np.lexsort((hashes, text))
         hashes, text = hashes[order], text[order]

@@ -17,7 +17,7 @@ __all__ = ["DROP_REASONS", "FilterReport", "filter_dataset"]
 # Every reason `filter_dataset` drops a row for, with what it means.
 DROP_REASONS: dict[str, str] = {
     "contaminated": "the text contains a benchmark item (shared n-gram confirmed by a difflib ratio)",
-    "exact_duplicate": "the normalised text equals that of an earlier row",
+    "exact_duplicate": "the normalized text equals that of an earlier row",
     "near_duplicate": "the shingle Jaccard similarity with an earlier row reaches the threshold",
 }
 _EXAMPLES_PER_REASON = 3

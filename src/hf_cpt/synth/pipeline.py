@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset, load_dataset
 
-from hf_cpt.data.demo import demo_snippets_path
+from hf_cpt.data.bundled import demo_snippets_path
 from hf_cpt.generation.base import load_backend
 from hf_cpt.synth.generator import SynthQAGenerator
 

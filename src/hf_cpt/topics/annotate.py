@@ -148,7 +148,7 @@ def topic_probabilities(candidates: Mapping[str, float] | None, taxonomy: Taxono
     only the first token's alternatives are known. Each candidate token (folded) is read as the start
     of every topic whose folded name begins with it ("Law" -> Law and Policy; "M" -> both Mathematics
     and Physics and Medicine and Health, sharing its probability equally); candidates that start no
-    topic (whitespace, "**", "The") are ignored, and the sums are renormalised over the topics. Topics
+    topic (whitespace, "**", "The") are ignored, and the sums are renormalized over the topics. Topics
     sharing a first token cannot be told apart, and an answer that opens with chatter says little.
     Empty when no candidate starts a topic or the backend reported none.
     """

@@ -29,7 +29,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from hf_cpt.hub import PAPER_CITATION
+from hf_cpt.cards import render_card
 from hf_cpt.topics.taxonomy import Taxonomy, load_taxonomy
 from hf_cpt.utils.environment import hardware_supports_bf16
 
@@ -176,61 +176,15 @@ def plot_confusion_matrix(confusion: Sequence[Sequence[int]], topics: Sequence[s
 
 def _model_card(report: ClassifierReport, taxonomy: Taxonomy, base_model: str, base_is_hub_id: bool) -> str:
     """A Hub model card: what the classifier is, how well it does against the baseline, and how to use it."""
-    metadata = ["---", "library_name: transformers", "pipeline_tag: text-classification", "tags:", "- hf-cpt"]
-    if base_is_hub_id:
-        metadata.append(f"base_model: {base_model}")
-    metadata.append("---")
-    topics = "\n".join(
-        f"| {i} | {topic} | {report.per_class[topic]['support']} | {report.per_class[topic]['f1']:.3f} |"
-        for i, topic in enumerate(taxonomy.topics)
+    from huggingface_hub import ModelCardData
+
+    card_data = ModelCardData(
+        base_model=base_model if base_is_hub_id else None,
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=["hf-cpt"],
     )
-    return f"""{chr(10).join(metadata)}
-
-# Topic classifier ({taxonomy.name}, {len(taxonomy)} topics)
-
-A sequence classifier fine-tuned from `{base_model}` to label documents with the topics of taxonomy
-`{taxonomy.name}` (language `{taxonomy.language}`), for the topic-based data mixture of continual
-pre-training (§3.2.1 of [Llama-3-SynE](https://arxiv.org/abs/2407.18743)): an LLM labels a few documents,
-a small classifier like this one learns those labels and labels the whole corpus.
-
-## Held-out results
-
-Trained on {report.num_train} labelled documents, measured on a stratified held-out split of
-{report.num_heldout} documents.
-
-| metric | value |
-|---|---|
-| accuracy | {report.accuracy:.4f} |
-| macro-F1 (topics present in the held-out split) | {report.macro_f1:.4f} |
-| majority-class baseline accuracy | {report.majority_baseline:.4f} |
-
-| class id | topic | held-out documents | F1 |
-|---|---|---|---|
-{topics}
-
-`metrics.json` holds per-topic precision and recall and the confusion matrix, also drawn in
-`confusion_matrix.png`.
-
-## Usage
-
-```python
-from hf_cpt.topics import label_topics
-
-labelled = label_topics(dataset, "<this repo id or folder>", text_column="text")
-labelled["topic"]        # one topic name per document
-labelled["topic_probs"]  # the probability of every topic, in class-id order
-```
-
-`label_topics` batches documents by length and, under `accelerate launch` or `torchrun`, shares the
-corpus among ranks in resumable shards. The model also works with
-`transformers.pipeline("text-classification", model=...)`.
-
-## Citation
-
-```bibtex
-{PAPER_CITATION}
-```
-"""
+    return render_card("topic_classifier_card.md", card_data, report=report, taxonomy=taxonomy, encoder=base_model)
 
 
 def train_topic_classifier(

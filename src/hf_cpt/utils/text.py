@@ -27,8 +27,8 @@ from hf_cpt.utils.hashing import span_hashes
 # Han (unified, extensions, compatibility), Hiragana and Katakana: scripts written without spaces between words.
 _CJK_RANGES = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 _CJK_CHAR = re.compile(f"[{_CJK_RANGES}]")
-_SPACE = ord(" ")  # the only separator left in normalised text
-_CHUNK_CHARS = 1 << 19  # characters of normalised text hashed per vectorised step (about 80,000 words)
+_SPACE = ord(" ")  # the only separator left in normalized text
+_CHUNK_CHARS = 1 << 19  # characters of normalized text hashed per vectorised step (about 80,000 words)
 
 
 @functools.cache
@@ -71,7 +71,7 @@ def is_cjk(tokens: Sequence[str]) -> bool:
 
 
 def encode_tokens(normalized: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """64-bit hashes of the tokens of normalised texts (`normalize`), concatenated, and the number of tokens per text.
+    """64-bit hashes of the tokens of normalized texts (`normalize`), concatenated, and the number of tokens per text.
 
     Tokens are hashed in numpy from the UTF-8 bytes rather than one by one in Python, which costs about as much as
     all 128 MinHash permutations together: the texts are joined by spaces, a token is a maximal run of non-space
@@ -114,7 +114,7 @@ def ngram_hashes(
 
 
 def chunk_texts(rows: Iterable[tuple[int, str]]) -> Iterator[tuple[list[int], list[str]]]:
-    """(row index, normalised text) pairs grouped into chunks of about 500,000 characters, in the order given.
+    """(row index, normalized text) pairs grouped into chunks of about 500,000 characters, in the order given.
 
     Chunks keep the working arrays of the vectorised hashing small, whatever the size of the corpus.
     """
@@ -135,6 +135,6 @@ def chunk_texts(rows: Iterable[tuple[int, str]]) -> Iterator[tuple[list[int], li
 def normalized_chunks(
     texts: Sequence[str], indices: Iterable[int] | None = None
 ) -> Iterator[tuple[list[int], list[str]]]:
-    """`chunk_texts` of the given rows of `texts` (default: all), normalised lazily so one chunk at a time is held."""
+    """`chunk_texts` of the given rows of `texts` (default: all), normalized lazily so one chunk at a time is held."""
     rows = range(len(texts)) if indices is None else indices
     return chunk_texts((index, normalize(texts[index])) for index in rows)

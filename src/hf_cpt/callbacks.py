@@ -1,4 +1,6 @@
-"""Callback metrics that join the Trainer's own logs instead of replacing them.
+"""The shared base of hf-cpt's callbacks: metrics that join the Trainer's own logs, state kept in checkpoints.
+
+The metrics of a callback join the Trainer's own logs instead of replacing them.
 
 Why not `trainer.log()` from a callback: `DefaultFlowCallback.on_step_end` sets `control.should_log` at a
 logging step, and every `Trainer.log` ends in `CallbackHandler.on_log`, which resets it. A callback that
@@ -28,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
-from transformers.trainer_callback import DefaultFlowCallback
+from transformers.trainer_callback import DefaultFlowCallback, ExportableState
 
 TRAINING_LOG_KEYS = ("loss", "train_loss")  # the Trainer's per-window log and its end-of-training summary
 
@@ -84,3 +86,24 @@ class LogMergingCallback(TrainerCallback):
             self.trainer.log(metrics)
         else:
             state.log_history.append({**metrics, "step": state.global_step})
+
+
+class CheckpointedCallback(LogMergingCallback, ExportableState):
+    """A `LogMergingCallback` whose `state()` goes into every checkpoint (`ExportableState`) and comes back on resume.
+
+    The Trainer restores callback states only with `restore_callback_states_from_checkpoint`, by building the
+    callbacks anew from their saved `args`; these callbacks hold what a checkpoint cannot (the sampler, datasets),
+    so they read their saved attributes themselves at `on_train_begin`.
+    """
+
+    def saved_attributes(self, state: TrainerState) -> dict[str, Any]:
+        """The attributes this callback's `state()` saved in the checkpoint being resumed; empty on a fresh run."""
+        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
+        if isinstance(saved, list):  # the Trainer keeps a list when it holds several callbacks of one class
+            saved = saved[0] if saved else None
+        return dict((saved or {}).get("attributes", {}))
+
+
+def global_batch_size(args: TrainingArguments) -> int:
+    """Training blocks in one optimizer step across all processes: the stride of the sampler's order per step."""
+    return args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
