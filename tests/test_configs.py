@@ -158,7 +158,7 @@ def test_numbers_written_as_strings_are_converted_when_exact(tmp_path):
         ({"stages": [stage(mixture=None)]}, "has no mixture; give a preset"),
         (
             {"stages": [stage(), {**DEMO["stages"][1], "curriculum_order": "XY"}]},
-            "curriculum_order is 'XY'; use one of",
+            "curriculum_order 'XY' is not a known curriculum; use one of",
         ),
         ({"stages": [stage(output_dir="x")]}, "sets output_dir; a stage writes into output_dir/<name>"),
         (
