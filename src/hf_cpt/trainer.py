@@ -20,6 +20,7 @@ What it adds to `Trainer`, and nothing else:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -428,6 +429,8 @@ class CPTTrainer(Trainer):
             if os.path.isdir(final):  # left by a run that fell back to an earlier checkpoint
                 shutil.rmtree(final)
             os.replace(staged, final)
+            with contextlib.suppress(OSError):  # another process may be staging its own checkpoint there
+                os.rmdir(staging_root)
             rotate_checkpoints(
                 output_dir=run_dir,
                 save_total_limit=self.args.save_total_limit,
