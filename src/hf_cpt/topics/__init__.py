@@ -9,7 +9,16 @@ from hf_cpt.topics.classifier import (
     train_topic_classifier,
 )
 from hf_cpt.topics.labeling import label_topics
-from hf_cpt.topics.taxonomy import CHINESE, ENGLISH, OTHERS, SOURCE_TAXONOMIES, TAXONOMIES, Taxonomy, load_taxonomy
+from hf_cpt.topics.taxonomy import (
+    CHINESE,
+    ENGLISH,
+    OTHERS,
+    SOURCE_TAXONOMIES,
+    TAXONOMIES,
+    Taxonomy,
+    check_topic_values,
+    load_taxonomy,
+)
 
 __all__ = [
     "CHINESE",
@@ -20,6 +29,7 @@ __all__ = [
     "ClassifierReport",
     "Taxonomy",
     "annotate_topics",
+    "check_topic_values",
     "classification_metrics",
     "embedded_classifier_path",
     "label_topics",

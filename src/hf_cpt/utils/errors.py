@@ -13,7 +13,8 @@ import errno
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 DEBUG_ENV = "HF_CPT_DEBUG"
 DEBUG_FLAG = "--debug"
@@ -23,6 +24,29 @@ EXIT_INTERRUPTED = 130
 
 class HFCPTError(Exception):
     """An error whose message is one sentence a user can act on (the field or path, and the fix)."""
+
+
+class WriteError(OSError):
+    """An OS error while writing a file, told as one sentence with the path and the fix (`os_error_sentence`).
+
+    Keeps the original `errno` and `filename`, so callers that test for a full disk still can.
+    """
+
+    def __str__(self) -> str:
+        return os_error_sentence(self)
+
+
+@contextmanager
+def naming_path(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Inside the block, an OS error (a full disk, a read-only folder) becomes a `WriteError` naming `path`."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as error:
+        if error.errno is None:
+            raise
+        raise WriteError(error.errno, error.strerror, os.fspath(path)) from error
 
 
 # What the package raises for inputs and the environment; each is shown as its sentence.
