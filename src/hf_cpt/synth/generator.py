@@ -272,9 +272,10 @@ class SynthQAGenerator:
         Returns the accepted pairs (columns `COLUMNS`), also written to `data/` with `rejects.jsonl`,
         `report.json` and the dataset card `README.md`; `self.report` holds the counts.
 
-        Raises:
-            SynthesisFailed: no pair was kept (every request failed, was rejected or filtered); `report.json` and
-                `rejects.jsonl` are written, `data/` and the card are not, so nothing empty can be pushed.
+        When no pair is kept (every request failed, was rejected or filtered), `report.json` (with
+        `failure_reasons` and `first_error`) and `rejects.jsonl` are written, `data/` and the card are not, so
+        nothing empty can be pushed; the warning logged then is `SynthesisFailed`'s sentence, which `hf-cpt synth`
+        raises.
         """
         items = self.plan(snippets, num_items)
         records = self.run(items)
@@ -291,7 +292,7 @@ class SynthQAGenerator:
         if rank_and_world()[0] == 0:
             self._write(kept, planned, dropped)
         if not len(kept):
-            raise SynthesisFailed(self.report, self.output_dir)
+            logger.warning("%s", SynthesisFailed(self.report, self.output_dir))
         return kept
 
     def _report(self, items, planned, kept: Dataset, filters: dict[str, Any]) -> dict[str, Any]:
@@ -349,6 +350,9 @@ class SynthQAGenerator:
 class SynthesisFailed(HFCPTError):
     """A synthesis run that kept no pair: one sentence with the counts by reason and the first error verbatim.
 
+    Raised by `hf-cpt synth` (exit status 1); a script calling `generate()` raises it the same way on an empty
+    result: `if not len(pairs): raise SynthesisFailed(generator.report, generator.output_dir)`.
+
     `report` is the run's report (also in `report.json`, beside `rejects.jsonl`); the records stay, so the same
     run asked again once the cause is fixed asks only for the items that failed.
     """
@@ -360,8 +364,9 @@ class SynthesisFailed(HFCPTError):
         super().__init__(
             f"Synthetic QA kept 0 of {report['items']} items (by reason: {reasons})"
             + (f"; first error: {first}" if first else "")
-            + f"; fix the cause (the server, model or sampling settings; details in {output_dir / 'rejects.jsonl'}) "
-            "and run the same command again: finished items are not asked again and failed ones are."
+            + f"; fix the cause (the server for failed requests, the model or sampling settings for rejects; "
+            f"details in {output_dir / 'rejects.jsonl'}) and run again: failed requests are asked again, finished "
+            "items only under other settings."
         )
 
 
