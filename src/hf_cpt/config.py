@@ -60,6 +60,12 @@ class CPTConfig(TrainingArguments):
         curriculum_num_difficulty_groups: difficulty groups (the paper: 10).
         curriculum_rescore_steps: re-score the blocks not drawn yet every this many steps and re-sort them
             into the remaining places of the order (`LH`/`HL`; an extension beyond the paper, off by default).
+
+    Resuming (`hf_cpt.checkpoints`): every checkpoint records the run's fingerprint (mixture, corpus, block length,
+    seed, batch, world size, the fields that change the data order); a resume whose fingerprint differs stops with
+    one sentence naming what changed.
+        resume_on_mismatch: resume anyway: the data order continues at the global position reached and the
+            stage's token budget holds exactly (a changed world size or batch is always resumed this way).
     """
 
     # Method-specific defaults (§3.4).
@@ -135,6 +141,11 @@ class CPTConfig(TrainingArguments):
     curriculum_rescore_steps: int | None = field(
         default=None,
         metadata={"help": "Re-score the blocks not drawn yet every N steps (LH/HL; beyond the paper, off by default)."},
+    )
+
+    resume_on_mismatch: bool = field(
+        default=False,
+        metadata={"help": "Resume a checkpoint whose mixture, corpus or data-order fields changed (else refused)."},
     )
 
     def __post_init__(self) -> None:

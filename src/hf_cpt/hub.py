@@ -64,6 +64,11 @@ def _retry_after(error: Exception) -> float | None:
 
 
 def _is_transient(error: Exception) -> bool:
+    """A 408, 429 or 5xx answer or a dropped connection; never offline mode, which no retry can change."""
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    if isinstance(error, OfflineModeIsEnabled):
+        return False
     response = getattr(error, "response", None)
     status = getattr(response, "status_code", None)
     if status is not None:
@@ -120,14 +125,21 @@ def push_folder(
         logger.info("Dry run: %s holds what would be pushed to %s (%s).", staged, repo_id, repo_type)
         return staged
     from huggingface_hub import HfApi
+    from huggingface_hub.errors import OfflineModeIsEnabled
 
     api = HfApi(token=resolve_token(token))
-    with_retries(lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True))
-    commit = with_retries(
-        lambda: api.upload_folder(
-            repo_id=repo_id, folder_path=str(staged), repo_type=repo_type, commit_message=commit_message
+    try:
+        with_retries(lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True))
+        commit = with_retries(
+            lambda: api.upload_folder(
+                repo_id=repo_id, folder_path=str(staged), repo_type=repo_type, commit_message=commit_message
+            )
         )
-    )
+    except OfflineModeIsEnabled as error:
+        raise ValueError(
+            f"HF_HUB_OFFLINE is set, so nothing can be pushed to {repo_id}; unset HF_HUB_OFFLINE to push, or stage "
+            "the upload only with a dry run."
+        ) from error
     logger.info("Pushed %s to %s (%s).", staged, repo_id, repo_type)
     return commit
 

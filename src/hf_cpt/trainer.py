@@ -14,14 +14,20 @@ What it adds to `Trainer`, and nothing else:
   folder, restored on `resume_from_checkpoint`;
 - a model card (`create_model_card`, which `push_to_hub` calls) with that recipe, the topic mixture's rounds
   and the curriculum's progress.
+- checkpoints that are complete or ignored, and resumes that notice a changed run (`hf_cpt.checkpoints`): each
+  checkpoint is written into a staging folder and renamed into place; a resume checks it, falls back to the
+  previous complete one, refuses a changed run in one sentence, and at another world size or batch continues the
+  order at the global position reached, within the stage's token budget.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,10 +36,20 @@ import torch.nn.functional as F
 from datasets import Dataset
 from torch import nn
 from torch.utils.data import Sampler
-from transformers import PreTrainedModel, Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from hf_cpt.callbacks import global_batch_size
+from hf_cpt.checkpoints import (
+    STAGING_DIR,
+    TRAINER_STATE_NAME,
+    check_resume,
+    checkpoint_warnings,
+    read_fingerprint,
+    resolve_checkpoint,
+    run_fingerprint,
+    write_fingerprint,
+)
 from hf_cpt.config import CPTConfig
 from hf_cpt.curriculum import PPLCurriculumCallback
 from hf_cpt.data.packing import GROUP_COLUMN, collate_blocks, source_of
@@ -43,6 +59,7 @@ from hf_cpt.mixture.stage import DRAWN_BLOCKS_NAME
 from hf_cpt.modeling import check_max_length, load_causal_lm
 from hf_cpt.perplexity import sequence_nll
 from hf_cpt.schedules import get_wsd_schedule_with_floor
+from hf_cpt.utils.io import atomic_path, write_text_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +136,10 @@ class CPTTrainer(Trainer):
         for callback in (self.curriculum_callback, self.mixture_callback):
             if callback is not None:
                 self.add_callback(callback)
+        # Last, so that it places the sampler after the mixture and curriculum have restored theirs.
+        self._resume_at: tuple[int, int] | None = None  # (step, position) of a resume that continues by position
+        self._staging_root: str | None = None
+        self.add_callback(_ContinueAtPosition(self))
 
     def _require_topic_sampler(self, field: str) -> TopicMixtureSampler:
         if not isinstance(self.train_sampler, TopicMixtureSampler):
@@ -334,8 +355,12 @@ class CPTTrainer(Trainer):
         return recipe
 
     def _trained_position(self) -> int:
-        """Blocks trained so far: the position of the sampler's order the optimizer steps have reached."""
-        return self.state.global_step * global_batch_size(self.args)
+        """Blocks trained so far: the position of the sampler's order the optimizer steps have reached.
+
+        After a resume that continued by position, the steps before it may have had another batch size.
+        """
+        step, position = self._resume_at or (0, 0)
+        return position + (self.state.global_step - step) * global_batch_size(self.args)
 
     def _add_block_counts(self, sources: dict[str, dict[str, Any]]) -> None:
         sampler = self.train_sampler
@@ -351,16 +376,29 @@ class CPTTrainer(Trainer):
             entry["drawn_blocks"] = entry.get("drawn_blocks", 0) + draws.get(name, 0)
             entry["repeated_blocks"] = entry.get("repeated_blocks", 0) + repeated[name]
 
+    def run_fingerprint(self) -> dict[str, Any]:
+        """This run's fingerprint, as every checkpoint and the final folder record it (`hf_cpt.checkpoints`)."""
+        return run_fingerprint(self.args, self.train_dataset, self.train_sampler)
+
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         super().save_model(output_dir, _internal_call)
-        if self.args.should_save and self.group_names:
-            output_dir = output_dir if output_dir is not None else self.args.output_dir
-            with open(os.path.join(output_dir, DATA_RECIPE_NAME), "w", encoding="utf-8") as file:
-                json.dump(self.data_recipe(), file, indent=2, ensure_ascii=False)
+        if not self.args.should_save:
+            return
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        write_fingerprint(output_dir, {**self.run_fingerprint(), "trained_blocks": self._trained_position()})
+        if self.group_names:
             if isinstance(self.train_sampler, TopicMixtureSampler):
                 # What the next stage of the run excludes (`plan_stage(..., exclude=load_drawn_blocks(folder))`).
                 mask = self.train_sampler.drawn_mask(self._trained_position())
-                save_drawn_blocks(os.path.join(output_dir, DRAWN_BLOCKS_NAME), mask, self.train_dataset)
+                with atomic_path(os.path.join(output_dir, DRAWN_BLOCKS_NAME)) as temporary:
+                    save_drawn_blocks(temporary, mask, self.train_dataset)
+            # Last: a folder with its data recipe holds a finished model.
+            recipe = json.dumps(self.data_recipe(), indent=2, ensure_ascii=False)
+            write_text_atomically(os.path.join(output_dir, DATA_RECIPE_NAME), recipe)
+
+    def _get_output_dir(self, trial) -> str:
+        # While a checkpoint is saved, `Trainer` writes it under the staging folder (see `_save_checkpoint`).
+        return self._staging_root if self._staging_root is not None else super()._get_output_dir(trial)
 
     # ---- model card ----
     def create_model_card(
@@ -405,20 +443,123 @@ class CPTTrainer(Trainer):
             file.write(card)
 
     def _save_checkpoint(self, model, trial) -> None:
+        """`Trainer`'s checkpoint, written into `<output_dir>/.tmp-checkpoints/checkpoint-N` and renamed into place.
+
+        A run killed in the middle leaves the staging folder, never a `checkpoint-N` that looks resumable; the next
+        save of that step clears it.
+        """
         self._sync_tokens()
-        super()._save_checkpoint(model, trial)
+        run_dir = self._get_output_dir(trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging_root = os.path.join(run_dir, STAGING_DIR)
+        staged, final = os.path.join(staging_root, name), os.path.join(run_dir, name)
+        if self.args.should_save and os.path.isdir(staged):
+            shutil.rmtree(staged)
+        self.accelerator.wait_for_everyone()
+        self._staging_root = staging_root
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_root = None
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            best = self.state.best_model_checkpoint
+            if best is not None and os.path.abspath(best).startswith(os.path.abspath(staging_root)):
+                self.state.best_model_checkpoint = os.path.join(run_dir, os.path.basename(best))
+                self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
+            if os.path.isdir(final):  # left by a run that fell back to an earlier checkpoint
+                shutil.rmtree(final)
+            os.replace(staged, final)
+            with contextlib.suppress(OSError):  # another process may be staging its own checkpoint there
+                os.rmdir(staging_root)
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
+        self.accelerator.wait_for_everyone()
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
-        if resume_from_checkpoint is True:
-            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
-        if isinstance(resume_from_checkpoint, str):
-            recipe_path = os.path.join(resume_from_checkpoint, DATA_RECIPE_NAME)
+        """`Trainer.train`, resuming only from a complete checkpoint of the same run (see `hf_cpt.checkpoints`)."""
+        checkpoint = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
+        self._resume_at = None
+        ignore_data_skip, max_steps = self.args.ignore_data_skip, self.args.max_steps
+        if checkpoint is not None:
+            self._check_resumed_run(checkpoint)
+            recipe_path = os.path.join(checkpoint, DATA_RECIPE_NAME)
             if os.path.isfile(recipe_path):
                 with open(recipe_path, encoding="utf-8") as file:
                     saved = json.load(file)["groups"]
                 self.tokens_consumed = {
                     name: saved.get(name, {}).get("tokens_consumed", 0) for name in self.group_names
                 }
-        output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        try:
+            output = super().train(resume_from_checkpoint=checkpoint, **kwargs)
+        finally:
+            self.args.ignore_data_skip = ignore_data_skip
+            if self._resume_at is not None:
+                self.args.max_steps = max_steps
         self._sync_tokens()
         return output
+
+    def _check_resumed_run(self, checkpoint: str) -> None:
+        """Refuse a changed run; warn about missing optimizer state; continue by position where the run changed."""
+        saved = read_fingerprint(checkpoint)
+        changes = check_resume(saved, self.run_fingerprint(), checkpoint, self.args.resume_on_mismatch)
+        for missing in checkpoint_warnings(checkpoint):
+            logger.warning(
+                "%s: %s, so training resumes with a fresh one and its weights will differ from an uninterrupted run's.",
+                checkpoint,
+                missing,
+            )
+        with open(os.path.join(checkpoint, TRAINER_STATE_NAME), encoding="utf-8") as file:
+            step = int(json.load(file)["global_step"])
+        position = int((saved or {}).get("trained_blocks", step * global_batch_size(self.args)))
+        if position != step * global_batch_size(self.args) and not changes:
+            changes = ["batches of another size before an earlier resume"]
+        if changes:
+            self._continue_by_position(checkpoint, step, position, changes)
+
+    def _continue_by_position(self, checkpoint: str, step: int, trained: int, changes: Sequence[str]) -> None:
+        """Resume at the global position (blocks) the checkpoint reached, with as many steps as the budget has left.
+
+        At another world size or batch, `Trainer`'s own fast-forward (skip as many batches as steps were trained)
+        would skip the wrong number of blocks and train past the stage's budget. Instead the sampler continues at
+        the position the checkpoint recorded (`trained_blocks` of its fingerprint), and `max_steps` becomes the
+        checkpoint's step plus the whole new batches that fit in the blocks left, so the stage never trains more
+        tokens than it was given.
+        """
+        if not isinstance(self.train_sampler, TopicMixtureSampler):
+            raise ValueError(
+                f"{checkpoint} was written by another run ({'; '.join(changes)}) and train_sampler is not a "
+                "TopicMixtureSampler, whose order can continue by position; resume with the checkpoint's world size "
+                "and batch, or pass a TopicMixtureSampler (e.g. from plan_stage)."
+            )
+        args, batch = self.args, global_batch_size(self.args)
+        budget = args.max_steps * batch if args.max_steps > 0 else int(args.num_train_epochs * len(self.train_sampler))
+        left = max(0, budget - trained) // batch
+        logger.warning(
+            "Resuming %s at another run shape (%s): the data order continues at global position %d (block), and "
+            "%d more steps of %d blocks keep the stage within its budget of %d blocks.",
+            checkpoint,
+            "; ".join(changes),
+            trained,
+            left,
+            batch,
+            budget,
+        )
+        self._resume_at = (step, trained)
+        args.ignore_data_skip = True
+        args.max_steps = step + left
+
+
+class _ContinueAtPosition(TrainerCallback):
+    """At the start of a resumed run that continues by position, put the sampler at that position."""
+
+    def __init__(self, trainer: CPTTrainer) -> None:
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.trainer._resume_at is not None:
+            self.trainer.train_sampler.seek(self.trainer._resume_at[1])

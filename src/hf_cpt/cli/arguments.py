@@ -18,11 +18,13 @@ def load_data(path: str, split: str = "train", source: str | None = None, text_c
     """A `datasets.Dataset` from a local file, a local dataset folder, a Hub id, or a corpus source."""
     from datasets import load_dataset
 
-    from hf_cpt.data.sources import load_source
+    from hf_cpt.data.sources import check_utf8, load_source
 
     if source:
         return load_source(path, source, split, text_column)
     suffix = Path(path).suffix.lower()
+    if Path(path).exists():
+        check_utf8(path)  # `datasets` would replace bytes that are not UTF-8 without a word
     if Path(path).is_file():
         if suffix not in _FILE_FORMATS:
             raise ValueError(f"{path} is a {suffix or 'suffix-less'} file; give a .jsonl, .json, .parquet or .csv.")

@@ -4,23 +4,36 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Sequence
 
 from hf_cpt.cli.commands import annotate, corrupt, evaluate, label, push, score_ppl, synth, train_classifier
+from hf_cpt.utils.errors import DEBUG_ENV, DEBUG_FLAG, run_main
 
 COMMANDS = (score_ppl, synth, corrupt, annotate, train_classifier, label, evaluate, push)
 """The command modules, in the order `hf-cpt --help` lists them."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hf-cpt", description="Continual pre-training with the Llama-3-SynE method.")
+    parser = argparse.ArgumentParser(
+        prog="hf-cpt",
+        description="Continual pre-training with the Llama-3-SynE method.",
+        epilog=f"Errors are one sentence; {DEBUG_FLAG} (anywhere) or {DEBUG_ENV}=1 adds the traceback.",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.register(subparsers).set_defaults(run=command.run)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def _run(argv: Sequence[str]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     args.run(args)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run one sub-command; an error of the package ends it with its one sentence and exit status 1."""
+    status = run_main(_run, argv)
+    if status:
+        sys.exit(status)

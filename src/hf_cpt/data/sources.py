@@ -8,6 +8,7 @@ holds for the Hub.
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 from datasets import Dataset, load_dataset
@@ -43,7 +44,8 @@ def load_source(
 
     Raises:
         FileNotFoundError: the corpus or the source does not exist (one sentence naming the fix).
-        ValueError: the text column is missing, or a required split is absent.
+        ValueError: the text column is missing or holds no strings, a required split is absent, or a local text
+            file is not valid UTF-8 (named with its path and line).
     """
     if _is_local(path):
         if not (Path(path).expanduser() / source_dir(source)).is_dir():
@@ -51,6 +53,7 @@ def load_source(
                 f"Source {source!r} is not in dataset_path {path!r} (no folder {source_dir(source)}/); "
                 "remove it from the mixture or add its files."
             )
+        check_utf8(Path(path).expanduser() / source_dir(source))
     elif Path(path).is_absolute() or path.startswith((".", "~")) or path.count("/") > 1:
         raise FileNotFoundError(
             f"dataset_path {path!r} does not exist; set dataset_path to a local corpus folder or a Hub dataset id."
@@ -80,4 +83,50 @@ def load_source(
             f"text_column {text_column!r} is not a column of source {source!r} (columns: {dataset.column_names}); "
             "set text_column to the column that holds the text."
         )
+    check_text_column(dataset, text_column, f"source {source!r}")
     return dataset
+
+
+def check_text_column(dataset: Dataset, text_column: str, where: str) -> None:
+    """Refuse a text column that does not hold strings (a parquet column of ints), naming the type found."""
+    feature = dataset.features[text_column]
+    if getattr(feature, "dtype", None) not in ("string", "large_string"):
+        found = getattr(feature, "dtype", None) or type(feature).__name__
+        raise ValueError(
+            f"text_column {text_column!r} of {where} holds {found} values, not text; convert that column to strings "
+            "or set text_column to the column that holds the documents."
+        )
+
+
+# Files `datasets` reads as text: it replaces bytes that are not UTF-8 without a word, so they are checked first.
+_TEXT_SUFFIXES = (".jsonl", ".json", ".txt", ".csv")
+_CHUNK = 1 << 24
+
+
+def check_utf8(location: str | Path) -> None:
+    """Refuse a text file (`location`, or one under that folder) that is not valid UTF-8, naming its path and line.
+
+    Reads each file once in large chunks (an incremental decoder, so a character split between chunks is fine).
+    """
+    location = Path(location)
+    for path in sorted(location.rglob("*")) if location.is_dir() else [location]:
+        if path.suffix.lower() not in _TEXT_SUFFIXES or not path.is_file():
+            continue
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        offset = lines = 0
+        with open(path, "rb") as file:
+            while True:
+                chunk = file.read(_CHUNK)
+                try:
+                    decoder.decode(chunk, final=not chunk)
+                except UnicodeDecodeError as error:
+                    start = max(0, error.start)
+                    line = lines + chunk[:start].count(b"\n") + 1
+                    raise ValueError(
+                        f"{path} is not valid UTF-8 (line {line}, byte {offset + start}); re-encode it as UTF-8 "
+                        "(e.g. `iconv -f latin1 -t utf-8`) or remove it from the data."
+                    ) from None
+                if not chunk:
+                    break
+                offset += len(chunk)
+                lines += chunk.count(b"\n")

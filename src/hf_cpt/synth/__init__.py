@@ -13,7 +13,7 @@ from hf_cpt.synth.corrupt import Edit, corrupt_dataset, corrupt_text
 from hf_cpt.synth.decontamination import Decontaminator
 from hf_cpt.synth.dedup import exact_duplicates, near_duplicates
 from hf_cpt.synth.filters import FilterReport, filter_dataset
-from hf_cpt.synth.generator import SynthQAGenerator
+from hf_cpt.synth.generator import SynthesisFailed, SynthQAGenerator
 from hf_cpt.synth.parsing import accept_rates, check_qa, parse_qa, validate_qa
 from hf_cpt.synth.pipeline import generate_for_recipe, snippets_per_discipline
 from hf_cpt.synth.prompts import code_qa_messages, scientific_qa_messages
@@ -29,6 +29,7 @@ __all__ = [
     "OpenAIBackend",
     "SamplingParams",
     "SynthQAGenerator",
+    "SynthesisFailed",
     "TransformersBackend",
     "VLLMBackend",
     "accept_rates",

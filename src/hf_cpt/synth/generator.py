@@ -45,6 +45,7 @@ from hf_cpt.synth.filters import filter_dataset
 from hf_cpt.synth.parsing import accept_rates, check_qa
 from hf_cpt.synth.prompts import code_qa_messages, sample_code_examples, scientific_qa_messages
 from hf_cpt.utils.distributed import rank_and_world
+from hf_cpt.utils.errors import HFCPTError
 from hf_cpt.utils.io import save_split, split_file, write_text_atomically
 from hf_cpt.utils.records import FAILED, RecordLog
 
@@ -270,6 +271,11 @@ class SynthQAGenerator:
 
         Returns the accepted pairs (columns `COLUMNS`), also written to `data/` with `rejects.jsonl`,
         `report.json` and the dataset card `README.md`; `self.report` holds the counts.
+
+        When no pair is kept (every request failed, was rejected or filtered), `report.json` (with
+        `failure_reasons` and `first_error`) and `rejects.jsonl` are written, `data/` and the card are not, so
+        nothing empty can be pushed; the warning logged then is `SynthesisFailed`'s sentence, which `hf-cpt synth`
+        raises.
         """
         items = self.plan(snippets, num_items)
         records = self.run(items)
@@ -281,8 +287,12 @@ class SynthQAGenerator:
             pairs, "text", dedup=True, near_dedup_threshold=near_dedup_threshold, benchmark_texts=benchmark_texts
         )
         self.report = self._report(items, planned, kept, {**filters.to_dict(), "benchmark_texts": len(benchmark_texts)})
+        self.report["failure_reasons"] = _failure_reasons(planned, len(dropped))
+        self.report["first_error"] = next((r["error"] for r in planned if r.get("error")), None)
         if rank_and_world()[0] == 0:
             self._write(kept, planned, dropped)
+        if not len(kept):
+            logger.warning("%s", SynthesisFailed(self.report, self.output_dir))
         return kept
 
     def _report(self, items, planned, kept: Dataset, filters: dict[str, Any]) -> dict[str, Any]:
@@ -308,15 +318,16 @@ class SynthQAGenerator:
         }
 
     def _write(self, kept: Dataset, planned: list[dict[str, Any]], dropped: Dataset) -> None:
-        save_split(kept, self.output_dir, "train")
+        if len(kept):  # an empty dataset is never written, so it can never be pushed
+            save_split(kept, self.output_dir, "train")
         rejects = [record for record in planned if record["status"] != "accepted"]
         rejects += [{**row, "status": "filtered"} for row in dropped]
         write_text_atomically(
             self.output_dir / "rejects.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects)
         )
         write_text_atomically(self.output_dir / "report.json", json.dumps(self.report, indent=2, ensure_ascii=False))
-        sample = kept[0] if len(kept) else None
-        write_text_atomically(self.output_dir / "README.md", synthetic_dataset_card(self.report, sample))
+        if len(kept):
+            write_text_atomically(self.output_dir / "README.md", synthetic_dataset_card(self.report, kept[0]))
 
     def push_to_hub(self, repo_id: str, *, token: str | None = None, private: bool = False, dry_run: bool = False):
         """Upload the dataset (`data/`) and its card (`README.md`) as a Hub dataset repo.
@@ -326,11 +337,45 @@ class SynthQAGenerator:
         from hf_cpt.hub import push_folder
 
         if not (self.output_dir / DATA_FILE).is_file():
-            raise ValueError(f"{self.output_dir} holds no generated dataset yet; call generate() before push_to_hub.")
+            raise ValueError(
+                f"{self.output_dir} holds no generated pairs (none yet, or none kept: see its report.json); run "
+                "generate() until it keeps pairs before push_to_hub."
+            )
         return push_folder(
             self.output_dir, repo_id, repo_type="dataset", include=["data/*", "README.md"], token=token,
             private=private, dry_run=dry_run, commit_message="Upload synthetic QA pairs (hf-cpt)",
         )  # fmt: skip
+
+
+class SynthesisFailed(HFCPTError):
+    """A synthesis run that kept no pair: one sentence with the counts by reason and the first error verbatim.
+
+    Raised by `hf-cpt synth` (exit status 1); a script calling `generate()` raises it the same way on an empty
+    result: `if not len(pairs): raise SynthesisFailed(generator.report, generator.output_dir)`.
+
+    `report` is the run's report (also in `report.json`, beside `rejects.jsonl`); the records stay, so the same
+    run asked again once the cause is fixed asks only for the items that failed.
+    """
+
+    def __init__(self, report: Mapping[str, Any], output_dir: Path) -> None:
+        self.report = dict(report)
+        reasons = ", ".join(f"{reason} {count}" for reason, count in report["failure_reasons"].items()) or "none"
+        first = report.get("first_error")
+        super().__init__(
+            f"Synthetic QA kept 0 of {report['items']} items (by reason: {reasons})"
+            + (f"; first error: {first}" if first else "")
+            + f"; fix the cause (the server for failed requests, the model or sampling settings for rejects; "
+            f"details in {output_dir / 'rejects.jsonl'}) and run again: failed requests are asked again, finished "
+            "items only under other settings."
+        )
+
+
+def _failure_reasons(planned: Sequence[Mapping[str, Any]], filtered: int) -> dict[str, int]:
+    """Items not kept, by reason (`request_failed`, each reject reason, and `filtered` by dedup or benchmarks)."""
+    reasons = Counter(str(record["reject_reason"]) for record in planned if record["status"] != "accepted")
+    if filtered:
+        reasons["filtered"] = filtered
+    return dict(reasons.most_common())
 
 
 def _row(record: Mapping[str, Any]) -> dict[str, Any]:

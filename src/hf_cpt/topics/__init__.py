@@ -10,7 +10,16 @@ from hf_cpt.topics.classifier import (
 )
 from hf_cpt.topics.labeling import label_topics
 from hf_cpt.topics.relabel import relabel_sources
-from hf_cpt.topics.taxonomy import CHINESE, ENGLISH, OTHERS, SOURCE_TAXONOMIES, TAXONOMIES, Taxonomy, load_taxonomy
+from hf_cpt.topics.taxonomy import (
+    CHINESE,
+    ENGLISH,
+    OTHERS,
+    SOURCE_TAXONOMIES,
+    TAXONOMIES,
+    Taxonomy,
+    check_topic_values,
+    load_taxonomy,
+)
 
 __all__ = [
     "CHINESE",
@@ -21,6 +30,7 @@ __all__ = [
     "ClassifierReport",
     "Taxonomy",
     "annotate_topics",
+    "check_topic_values",
     "classification_metrics",
     "embedded_classifier_path",
     "label_topics",

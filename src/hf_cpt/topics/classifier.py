@@ -145,6 +145,12 @@ def _label_ids(dataset: Dataset, taxonomy: Taxonomy, text_column: str, label_col
             f"Label {outside!r} in column {label_column!r} is not a topic of taxonomy {taxonomy.name!r}; "
             f"relabel it as one of {list(taxonomy.topics)} or use a taxonomy that lists it."
         )
+    present = sorted(set(labels))
+    if len(present) < 2:
+        raise ValueError(
+            f"Column {label_column!r} holds one topic only ({present[0]!r}), and a classifier of one class learns "
+            "nothing (its accuracy would be 1.0 whatever it does); label documents of at least two topics."
+        )
     return [taxonomy.index(label) for label in labels]
 
 

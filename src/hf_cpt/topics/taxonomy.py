@@ -7,11 +7,17 @@ of topic names whose positions are the class ids of a classifier.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from hf_cpt.data.packing import TOPIC_SEPARATOR
+
+logger = logging.getLogger(__name__)
 
 OTHERS = "Others"
 
@@ -30,6 +36,8 @@ class Taxonomy:
         duplicates = sorted({topic for topic in self.topics if self.topics.count(topic) > 1})
         if duplicates:
             raise ValueError(f"Taxonomy {self.name!r} lists {duplicates[0]!r} twice; name every topic once.")
+        for topic in self.topics:
+            _check_topic_name(topic, f"taxonomy {self.name!r}")
 
     def index(self, topic: str) -> int:
         """The class id of a topic; a topic outside the taxonomy is an error naming the taxonomy."""
@@ -42,6 +50,59 @@ class Taxonomy:
 
     def __len__(self) -> int:
         return len(self.topics)
+
+
+def _check_topic_name(topic: str, where: str) -> None:
+    if TOPIC_SEPARATOR in topic:
+        raise ValueError(
+            f"Topic {topic!r} of {where} contains {TOPIC_SEPARATOR!r}, which separates a source from its topic in "
+            f"group names; rename it (e.g. {topic.replace(TOPIC_SEPARATOR, ' and ')!r})."
+        )
+
+
+def check_topic_values(
+    values: Iterable[str],
+    source: str,
+    taxonomy: Taxonomy | str | os.PathLike[str] | None = None,
+    *,
+    unknown_to_others: bool = False,
+    column: str = "topic",
+) -> dict[str, str]:
+    """Check the topic labels of a source against its taxonomy; return the topic each distinct value counts as.
+
+    A value outside the taxonomy (`Law and Polcy`) would become a group of its own, with no validation documents
+    and no word; so it is an error listing every such value, or, with `unknown_to_others`, counted as `Others`.
+    A `/` in a value is refused whatever the taxonomy: it would split the group name.
+
+    Args:
+        values: the distinct (or all) topic values of the source's documents.
+        source: the source, e.g. `web-en`; its taxonomy is `SOURCE_TAXONOMIES[source]` unless `taxonomy` is given.
+        taxonomy: the taxonomy to check against; a source without one is checked for `/` only.
+        unknown_to_others: map values outside the taxonomy to `Others` (with a warning) instead of refusing them.
+        column: the topic column, for the messages.
+    """
+    distinct = sorted({str(value) for value in values})
+    for value in distinct:
+        _check_topic_name(value, f"source {source!r} (column {column!r})")
+    if taxonomy is None and source not in SOURCE_TAXONOMIES:
+        return {value: value for value in distinct}
+    taxonomy = load_taxonomy(taxonomy if taxonomy is not None else SOURCE_TAXONOMIES[source])
+    unknown = [value for value in distinct if value not in taxonomy.topics]
+    if unknown and not unknown_to_others:
+        raise ValueError(
+            f"Source {source!r} has {len(unknown)} {column!r} value(s) outside taxonomy {taxonomy.name!r}: "
+            f"{unknown[:10]}; relabel them as topics of {list(taxonomy.topics)}, or map them to {OTHERS!r} "
+            "with unknown_to_others."
+        )
+    if unknown:
+        if OTHERS not in taxonomy.topics:
+            raise ValueError(
+                f"Taxonomy {taxonomy.name!r} has no {OTHERS!r} topic to map the values {unknown[:10]} of source "
+                f"{source!r} to; relabel them, or add {OTHERS!r} to the taxonomy."
+            )
+        logger.warning("Source %s: topic values %s are outside taxonomy %s; counted as %s.", source, unknown[:10],
+                       taxonomy.name, OTHERS)  # fmt: skip
+    return {value: OTHERS if value in unknown else value for value in distinct}
 
 
 ENGLISH = Taxonomy(

@@ -10,6 +10,8 @@ that part instead.
   sampler has drawn, and the check that launched processes really run together.
 - `environment`: the cache folder, bf16 support of the hardware.
 - `imports`: `is_*_available` for the optional packages, and the one message that names the extra to install.
+- `errors`: the error base class, one sentence for an OS error (full disk, read-only folder) naming the path, and
+  `run_main`, the entry-point wrapper that prints an error's sentence alone (`--debug` for the traceback).
 - `io`: one atomic write (a file or a folder appears whole or not at all), one dataset split saved in Hub layout.
 - `retry`: one exponential backoff with jitter that honours a server's Retry-After, and the loop around it.
 - `records`: append-only JSON-lines records of finished work items, merged over processes and runs.

@@ -3,7 +3,9 @@
 Long jobs are killed in the middle, and under `accelerate launch` one rank reads what another writes. So every
 result file (a shard, a report, a converted model folder) is written under a temporary name beside its target
 and renamed onto it when complete: a rename within one folder is atomic, so a reader, or a run restarted after a
-kill, sees the old state or the whole new file, never a part of it.
+kill, sees the old state or the whole new file, never a part of it. A write that fails for want of space or
+permission raises a `WriteError` naming the target and the fix, and leaves the old state, so the same command
+resumes once space is freed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from hf_cpt.utils.errors import naming_path
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -33,15 +37,16 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         ...     np.save(temporary, scores)
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f"{target.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{target.suffix}")
     try:
-        yield temporary
-        try:
-            os.replace(temporary, target)
-        except OSError:
-            if not (temporary.is_dir() and target.is_dir()):
-                raise
+        with naming_path(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            yield temporary
+            try:
+                os.replace(temporary, target)
+            except OSError:
+                if not (temporary.is_dir() and target.is_dir()):
+                    raise
     finally:
         if temporary.is_dir():
             shutil.rmtree(temporary, ignore_errors=True)

@@ -13,9 +13,11 @@ import json
 import os
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TextIO
+
+from hf_cpt.utils.errors import naming_path
 
 FAILED = "failed"
 """The `status` of a record whose item failed (a request the backend gave up on): the next run does it again."""
@@ -50,19 +52,29 @@ class RecordLog:
     @contextmanager
     def writer(self, rank: int = 0) -> Iterator[RecordWriter]:
         """A writer to a new file of this process: `rank<r>-<time>-<pid>.jsonl`."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"rank{rank}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.jsonl"
-        with path.open("a", encoding="utf-8") as handle:
-            yield RecordWriter(handle)
+        with naming_path(path):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            handle = path.open("a", encoding="utf-8")
+        try:
+            yield RecordWriter(handle, path)
+        except BaseException:
+            with suppress(OSError):  # closing flushes again; the error that stopped the writing is the one to tell
+                handle.close()
+            raise
+        with naming_path(path):
+            handle.close()
 
 
 class RecordWriter:
     """Writes one record per line and makes it durable before returning."""
 
-    def __init__(self, handle: TextIO) -> None:
+    def __init__(self, handle: TextIO, path: str | os.PathLike[str] | None = None) -> None:
         self._handle = handle
+        self._path = path if path is not None else handle.name
 
     def write(self, record: Mapping[str, Any]) -> None:
-        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        with naming_path(self._path):  # a full disk: one sentence; the records written so far are kept
+            self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._handle.flush()
+            os.fsync(self._handle.fileno())

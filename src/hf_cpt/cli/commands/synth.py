@@ -60,7 +60,7 @@ def benchmark_texts(paths: Sequence[str]) -> list[str]:
 def run(args: argparse.Namespace) -> None:
     """Synthetic QA pairs (§3.3) into `--output`: records, data/, rejects.jsonl, report.json, README.md."""
     from hf_cpt.generation import SamplingParams
-    from hf_cpt.synth import SynthQAGenerator
+    from hf_cpt.synth import SynthesisFailed, SynthQAGenerator
 
     backend = backend_from_arguments(args)
     code_problems = load_data(args.code_problems) if args.code_problems else None
@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> None:
         near_dedup_threshold=args.near_dedup_threshold,
     )
     report = generator.report
+    if not len(pairs):  # exit non-zero, with the reasons; nothing was written to push
+        raise SynthesisFailed(report, generator.output_dir)
     logger.info(
         "Synthetic QA: %d of %d items accepted, %d kept after filters, in %s.",
         report["accepted"], report["items"], len(pairs), args.output,
