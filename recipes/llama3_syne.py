@@ -42,6 +42,7 @@ from hf_cpt.stages import run_benchmarks, run_stage, validation_perplexity
 from hf_cpt.synth import generate_for_recipe
 from hf_cpt.topics import relabel_sources
 from hf_cpt.trainer import DATA_RECIPE_NAME
+from hf_cpt.utils.errors import run_main
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "llama3_syne_demo.yaml"
 logger = logging.getLogger("llama3_syne")
@@ -139,4 +140,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Errors end in one sentence; `--debug` (or HF_CPT_DEBUG=1) shows the traceback.
+    sys.exit(run_main(main, prog="llama3_syne"))

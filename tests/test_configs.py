@@ -123,6 +123,8 @@ def test_stage_overrides_reach_the_stage_training_config_only(tmp_path):
         ({"mixture_alfa": 0.5}, "The config file has no key 'mixture_alfa'; did you mean `mixture_alpha`?"),
         ({"stages": [stage(mixture_alfa=0.5)]}, r"stages\[0\] \(stage1_bilingual_adaptation\) has no key "),
         ({"stages": [stage(num_token=5)]}, "has no key 'num_token'; did you mean `num_tokens`?"),
+        # The typo is named even when it leaves the stage without what it needs.
+        ({"stages": [{"name": "a", "num_token": 5}]}, r"stages\[0\] \(a\) has no key 'num_token'; did you mean"),
         ({"topic_classifier": {"epoch": 1}}, "topic_classifier has no key 'epoch'; did you mean `epochs`?"),
         ({"synthesis": {"temperture": 0.2}}, "synthesis has no key 'temperture'; did you mean `temperature`?"),
     ],

@@ -167,18 +167,19 @@ class StageConfig:
     def __post_init__(self) -> None:
         self.label = where = self.label or f"stage {self.name}"
         _coerce_fields(self, where)
-        if self.num_tokens < 0:
-            raise ValueError(f"{where}.num_tokens is {self.num_tokens}; give the stage's token budget (> 0).")
-        if not self.mixture:
-            raise ValueError(
-                f"{where} has no mixture; give a preset ({', '.join(sorted(MIXTURES))}) or a mapping source -> ratio."
-            )
+        # Typos first: `num_token: 5` should be named as a typo, not reported as a missing budget or mixture.
         fields = _field_types(CPTConfig)
         for key in self.overrides:
             if key == "output_dir":
                 raise ValueError(f"{where} sets output_dir; a stage writes into output_dir/<name>, so remove it.")
             if key not in fields:
                 raise _unknown_key_error(where, key, [*STAGE_KEYS, *fields], listing=False)
+        if self.num_tokens < 0:
+            raise ValueError(f"{where}.num_tokens is {self.num_tokens}; give the stage's token budget (> 0).")
+        if not self.mixture:
+            raise ValueError(
+                f"{where} has no mixture; give a preset ({', '.join(sorted(MIXTURES))}) or a mapping source -> ratio."
+            )
         self.overrides = {key: _coerce(f"{where}.{key}", value, fields[key]) for key, value in self.overrides.items()}
         self.ratios = flatten_mixture(resolve_mixture(self.mixture, f"{where}.mixture"), f"{where}.mixture")
 

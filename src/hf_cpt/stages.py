@@ -20,6 +20,8 @@ from accelerate import PartialState
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 from transformers.trainer_utils import get_last_checkpoint
 
+from hf_cpt.callbacks import global_batch_size
+from hf_cpt.checkpoints import check_finished_stage, run_fingerprint
 from hf_cpt.config import CPTConfig
 from hf_cpt.curriculum.callback import PROGRESS_NAME
 from hf_cpt.data.corpus import Corpus
@@ -121,9 +123,7 @@ def run_stage(
     """
     stage_dir = os.path.join(config.output_dir, stage.name)
     stage_config = stage.training_args(config, stage_dir)
-    global_batch = (
-        stage_config.per_device_train_batch_size * stage_config.world_size * stage_config.gradient_accumulation_steps
-    )
+    global_batch = global_batch_size(stage_config)
     sampler = plan_stage(
         corpus.train,
         stage.ratios,
@@ -137,6 +137,13 @@ def run_stage(
     if stage_config.max_steps <= 0 or stage_config.max_steps > planned_steps:
         stage_config.max_steps = planned_steps
     if os.path.isfile(os.path.join(stage_dir, DATA_RECIPE_NAME)):
+        # A stage edited since it finished is not skipped as if it were the one asked for.
+        check_finished_stage(
+            stage_dir,
+            run_fingerprint(stage_config, corpus.train, sampler),
+            stage.name,
+            allow_changes=stage_config.resume_on_mismatch,
+        )
         logger.info(
             "Stage %s is already finished in %s; skipping it (delete the folder to retrain).", stage.name, stage_dir
         )
