@@ -6,9 +6,9 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from hf_cpt.cli.commands import annotate, corrupt, evaluate, label, push, score_ppl, synth, train_classifier
+from hf_cpt.cli.commands import annotate, corrupt, evaluate, label, prepare, push, score_ppl, synth, train_classifier
 
-COMMANDS = (score_ppl, synth, corrupt, annotate, train_classifier, label, evaluate, push)
+COMMANDS = (prepare, score_ppl, synth, corrupt, annotate, train_classifier, label, evaluate, push)
 """The command modules, in the order `hf-cpt --help` lists them."""
 
 

@@ -118,10 +118,5 @@ def load_corpus(
         extra_train, source_paths, output_dir=prepared_dir, split_across_ranks=split_across_ranks,
     )  # fmt: skip
     train, validation, manifest = load_prepared(folder)
-    if manifest["max_length"] != max_length:
-        raise ValueError(
-            f"The prepared corpus in {str(folder)!r} has {manifest['max_length']}-token blocks, not max_length="
-            f"{max_length}; give another prepared_dir or prepare it again with max_length={max_length}."
-        )
     logger.info("Loaded %d blocks of %d tokens in %d groups.", len(train), max_length, len(manifest["train_blocks"]))
     return Corpus(train=train, validation=validation, max_length=max_length, eos_token_id=manifest["eos_token_id"])

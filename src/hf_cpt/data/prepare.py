@@ -263,10 +263,15 @@ def prepare_corpus(
         if split_across_ranks:
             key = broadcast_object(key)  # one folder for every rank (a dataset's fingerprint can differ by process)
         folder = Path(output_dir) if output_dir is not None else prepared_dir(key)
-        if _is_complete(folder, key):
+        if (folder / MANIFEST_NAME).is_file():
+            if json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8")).get("key") != key:
+                raise ValueError(
+                    f"The prepared folder {str(folder)!r} holds another corpus (other documents, tokenizer, "
+                    "max_length or settings); give another output folder (prepared_dir, --output) or remove it."
+                )
             logger.info("Corpus already prepared in %s.", folder)
             return folder
-        jobs = []
+        jobs, tokenised = [], 0
         for source in progress:
             progress.set_postfix_str(source)
             for split in SPLITS:
@@ -287,26 +292,23 @@ def prepare_corpus(
                 with datasets_progress_bars(bars_shown and split == "train" and rank == 0):
                     bar = tqdm(total=sum(min(shard_size, len(raw) - start) for start in todo),
                                desc=f"Tokenizing {source}", unit="doc")  # fmt: skip
+                tokenised += len(todo)
                 _WORK = (raw, tokenizer, settings, job)
                 try:
                     with bar:
                         _run_shards(todo, num_proc, bar)
                 finally:
                     _WORK = None
+    logger.info("Rank %d of %d tokenised %d shards.", rank, world, tokenised)
     if split_across_ranks:
         barrier()
     # Every rank checks the layout (so that an error is raised everywhere); rank 0 writes it.
-    layout = _Layout(jobs, max_length)
+    layout = _Layout(jobs, max_length, min_doc_tokens)
     if rank == 0:
         layout.write(folder, key, dtype, eos_token_id)
     if split_across_ranks:
         barrier()
     return folder
-
-
-def _is_complete(folder: Path, key: str) -> bool:
-    manifest = folder / MANIFEST_NAME
-    return manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8")).get("key") == key
 
 
 class _Layout:
@@ -316,7 +318,7 @@ class _Layout:
     order, and groups that only have validation documents are named after the training groups.
     """
 
-    def __init__(self, jobs: list[_SplitJob], max_length: int) -> None:
+    def __init__(self, jobs: list[_SplitJob], max_length: int, min_doc_tokens: int) -> None:
         self.max_length = max_length
         self.jobs = jobs
         # Per split: group name -> its runs, each (job, shard start, first token in the shard, lengths).
@@ -332,7 +334,7 @@ class _Layout:
                     first, last = bounds[index], bounds[index + 1]
                     name = group_name(job.source, topic if job.topic else None)
                     per_group.setdefault(name, []).append((job, start, int(token_starts[first]), lengths[first:last]))
-            if job.split == "train" and not per_group:
+            if not job.topic and not per_group:  # a source whose documents were all dropped still has its group
                 per_group[group_name(job.source)] = []
             for name in sorted(per_group) if job.topic else per_group:
                 self.runs[job.split][name] = per_group[name]
@@ -341,7 +343,7 @@ class _Layout:
             if plan[3] == 0:
                 raise ValueError(
                     f"Source group {name!r} has fewer than max_length={max_length} tokens after dropping documents "
-                    "under the min_doc_tokens; add text to it or lower max_length."
+                    f"under {min_doc_tokens} tokens; add text to it or lower max_length."
                 )
         self.names = list(self.runs["train"]) + [
             name for name in self.runs["validation"] if name not in self.runs["train"]
@@ -370,7 +372,8 @@ class _Layout:
         validation_documents = {
             name: sum(len(run[3]) for run in runs) for name, runs in self.runs["validation"].items()
         }
-        if self.runs["validation"]:
+        has_validation = any(job.split == "validation" for job in self.jobs)
+        if has_validation:
             lengths = [run[3] for runs in self.runs["validation"].values() for run in runs]
             offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths) if lengths else [])]).astype(np.int64)
             if offsets[-1] > np.iinfo(np.int32).max:
@@ -393,7 +396,7 @@ class _Layout:
             "dtype": dtype.name,
             "group_names": self.names,
             "train_blocks": {name: plan[3] for name, plan in self.train_blocks.items()},
-            "validation_documents": validation_documents if self.runs["validation"] else None,
+            "validation_documents": validation_documents if has_validation else None,
         }
         write_text_atomically(folder / MANIFEST_NAME, json.dumps(manifest, indent=1))
         shutil.rmtree(folder / "shards", ignore_errors=True)
