@@ -219,3 +219,16 @@ def test_cli_prepares_the_bundled_corpus_where_load_corpus_finds_it(tmp_path, ti
     assert tokenized == []  # found prepared: nothing tokenised again
     assert corpus.train["input_ids"] == load_prepared(folder)[0]["input_ids"]
     assert corpus.group_names == json.loads((folder / MANIFEST_NAME).read_text())["group_names"]
+
+
+def test_the_batch_encoder_gives_the_tokenizers_own_ids_even_after_a_truncating_call(tokenizer):
+    from transformers import AutoTokenizer
+
+    from hf_cpt.modeling import EMBEDDED_GGUF, embedded_package_dir
+
+    smollm = AutoTokenizer.from_pretrained(embedded_package_dir(), gguf_file=EMBEDDED_GGUF)  # byte-level BPE
+    lines = (Path(DEMO_CORPUS_PATH) / "data" / "web-cn" / "validation.jsonl").read_text(encoding="utf-8").splitlines()
+    texts = [json.loads(line)["text"] for line in lines] + ["  leading spaces, <|endoftext|> and émigré ©"]
+    for each in (smollm, tokenizer):
+        each(texts, truncation=True, max_length=4)  # leaves truncation on in the Rust tokenizer
+        assert prepare_module.batch_encoder(each)(texts) == each(texts, add_special_tokens=False)["input_ids"]

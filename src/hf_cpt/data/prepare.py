@@ -30,7 +30,7 @@ import logging
 import multiprocessing
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ import pyarrow as pa
 from datasets import ClassLabel, Dataset, DatasetInfo, Features, List, Value, concatenate_datasets
 from datasets.table import InMemoryTable
 from datasets.utils import tqdm
+from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase
 
 from hf_cpt.data.packing import (
@@ -87,10 +88,29 @@ class _ShardSettings:
     dtype: str
 
 
+Encode = Callable[[list[str]], list[list[int]]]
+
+
+def batch_encoder(tokenizer: PreTrainedTokenizerBase) -> Encode:
+    """A function giving the token ids of many documents at once: `tokenizer(texts, add_special_tokens=False)`'s.
+
+    For a fast tokenizer, it calls `encode_batch_fast` of a copy of the Rust tokenizer with truncation and
+    padding off (a transformers call turns them off too): the same ids, without the character offsets and the
+    per-document dictionaries that transformers builds around them.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return lambda texts: tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+    backend = Tokenizer.from_str(backend.to_str())
+    backend.no_truncation()
+    backend.no_padding()
+    return lambda texts: [encoding.ids for encoding in backend.encode_batch_fast(texts, add_special_tokens=False)]
+
+
 def tokenize_shard(
     texts: Sequence[str],
     topics: Sequence[Any] | None,
-    tokenizer: PreTrainedTokenizerBase,
+    encode: Encode,
     settings: _ShardSettings,
     source: str,
 ) -> dict[str, np.ndarray]:
@@ -98,7 +118,7 @@ def tokenize_shard(
     `lengths` (tokens per kept document), `topics` (the shard's topic names, sorted) and `counts` (documents
     per topic). The tokens are those of `tokenize_documents` (no special tokens), plus EOS after each training
     document."""
-    ids = tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)["input_ids"]
+    ids = encode(list(texts))
     if settings.max_doc_tokens is not None:
         ids = [document[: settings.max_doc_tokens] for document in ids]
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
@@ -150,17 +170,17 @@ class _SplitJob:
 
 
 # The work of the worker processes, set before they fork (so nothing large is pickled) and cleared after.
-_WORK: tuple[Dataset, PreTrainedTokenizerBase, _ShardSettings, _SplitJob] | None = None
+_WORK: tuple[Dataset, Encode, _ShardSettings, _SplitJob] | None = None
 
 
 def _do_shard(start: int) -> int:
     """Tokenise and write the shard that begins at document `start`; returns its document count."""
     assert _WORK is not None
-    raw, tokenizer, settings, job = _WORK
+    raw, encode, settings, job = _WORK
     stop = min(start + job.shard_size, job.num_documents)
     batch = raw.with_format("arrow")[start:stop]
     topics = batch[settings.topic_column].to_pylist() if settings.topic_column else None
-    arrays = tokenize_shard(batch[settings.text_column].to_pylist(), topics, tokenizer, settings, job.source)
+    arrays = tokenize_shard(batch[settings.text_column].to_pylist(), topics, encode, settings, job.source)
     with atomic_path(job.path(start)) as temporary:
         np.savez(temporary, **arrays)
     return stop - start
@@ -236,6 +256,7 @@ def prepare_corpus(
     global _WORK
     rank, world = rank_and_world() if split_across_ranks else (0, 1)
     dtype = token_dtype(len(tokenizer))
+    encode = batch_encoder(tokenizer)
     # Created before the internal bars are hidden, so that it follows the caller's setting.
     progress = tqdm(sources, desc="Loading corpus", unit="source", disable=rank != 0)
     with datasets_progress_bars(False) as bars_shown, progress:
@@ -293,7 +314,7 @@ def prepare_corpus(
                     bar = tqdm(total=sum(min(shard_size, len(raw) - start) for start in todo),
                                desc=f"Tokenizing {source}", unit="doc")  # fmt: skip
                 tokenised += len(todo)
-                _WORK = (raw, tokenizer, settings, job)
+                _WORK = (raw, encode, settings, job)
                 try:
                     with bar:
                         _run_shards(todo, num_proc, bar)
