@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -190,7 +191,18 @@ def test_load_corpus_maps_what_prepare_wrote_with_one_fingerprint_per_corpus(tmp
     other = load_corpus(corpus_path, SOURCES, tokenizer, MAX_LENGTH + 1, topic_sources=TOPIC_SOURCES)
     assert first.train._fingerprint == again.train._fingerprint != other.train._fingerprint
     assert first.validation._fingerprint == again.validation._fingerprint != first.train._fingerprint
-    assert len(list((tmp_path / "cache" / "prepared").iterdir())) == 2  # the cache holds each corpus once
+    folders = [path for path in (tmp_path / "cache" / "prepared").iterdir() if path.is_dir()]
+    assert len(folders) == 2  # the cache holds each corpus once
+
+
+def test_two_callers_at_once_take_turns_and_get_the_same_corpus(tmp_path, corpus_path, tokenizer):
+    with ThreadPoolExecutor(2) as pool:  # as every rank of a script calling load_corpus without main_process_first
+        calls = [pool.submit(prepare, corpus_path, tokenizer, tmp_path / "prepared", shard_size=2) for _ in range(2)]
+        folders = [call.result() for call in calls]
+    assert folders[0] == folders[1]
+    reference = prepare(corpus_path, tokenizer, tmp_path / "reference")
+    for name, array in arrays(reference).items():
+        np.testing.assert_array_equal(array, arrays(folders[0])[name], err_msg=name)
 
 
 def test_a_prepared_folder_of_another_corpus_is_refused_not_overwritten(tmp_path, corpus_path, tokenizer):

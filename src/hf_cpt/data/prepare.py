@@ -31,6 +31,7 @@ import multiprocessing
 import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ import pyarrow as pa
 from datasets import ClassLabel, Dataset, DatasetInfo, Features, List, Value, concatenate_datasets
 from datasets.table import InMemoryTable
 from datasets.utils import tqdm
+from filelock import FileLock
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase
 
@@ -284,52 +286,64 @@ def prepare_corpus(
         if split_across_ranks:
             key = broadcast_object(key)  # one folder for every rank (a dataset's fingerprint can differ by process)
         folder = Path(output_dir) if output_dir is not None else prepared_dir(key)
-        if (folder / MANIFEST_NAME).is_file():
-            if json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8")).get("key") != key:
-                raise ValueError(
-                    f"The prepared folder {str(folder)!r} holds another corpus (other documents, tokenizer, "
-                    "max_length or settings); give another output folder (prepared_dir, --output) or remove it."
-                )
-            logger.info("Corpus already prepared in %s.", folder)
-            return folder
-        jobs, tokenised = [], 0
-        for source in progress:
-            progress.set_postfix_str(source)
-            for split in SPLITS:
-                if (source, split) not in raws:
-                    continue
-                raw = raws[source, split]
-                topic = topic_column if source in topic_sources else None
-                job = _SplitJob(source, split, folder / "shards" / f"{source}.{split}", len(raw), shard_size,
-                                topic is not None)  # fmt: skip
-                jobs.append(job)
-                settings = _ShardSettings(text_column, topic, min_doc_tokens,
-                                          max_length if split == "validation" else None,
-                                          eos_token_id if split == "train" else None, dtype.str)  # fmt: skip
-                mine = job.starts[rank::world]
-                todo = [start for start in mine if not job.path(start).is_file()]
-                if len(todo) < len(mine):
-                    logger.info("%s %s: %d of %d shards already done.", source, split, len(mine) - len(todo), len(mine))
-                with datasets_progress_bars(bars_shown and split == "train" and rank == 0):
-                    bar = tqdm(total=sum(min(shard_size, len(raw) - start) for start in todo),
-                               desc=f"Tokenizing {source}", unit="doc")  # fmt: skip
-                tokenised += len(todo)
-                _WORK = (raw, encode, settings, job)
-                try:
-                    with bar:
-                        _run_shards(todo, num_proc, bar)
-                finally:
-                    _WORK = None
-    logger.info("Rank %d of %d tokenised %d shards.", rank, world, tokenised)
-    if split_across_ranks:
-        barrier()
-    # Every rank checks the layout (so that an error is raised everywhere); rank 0 writes it.
-    layout = _Layout(jobs, max_length, min_doc_tokens)
-    if rank == 0:
-        layout.write(folder, key, dtype, eos_token_id)
-    if split_across_ranks:
-        barrier()
+        # Processes that prepare the same folder each alone take turns: the later ones find it complete.
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with nullcontext() if split_across_ranks else FileLock(str(folder) + ".lock"):
+            if _is_prepared(folder, key):
+                logger.info("Corpus already prepared in %s.", folder)
+                return folder
+            jobs, tokenised = [], 0
+            for source in progress:
+                progress.set_postfix_str(source)
+                for split in SPLITS:
+                    if (source, split) not in raws:
+                        continue
+                    raw = raws[source, split]
+                    topic = topic_column if source in topic_sources else None
+                    job = _SplitJob(source, split, folder / "shards" / f"{source}.{split}", len(raw), shard_size,
+                                    topic is not None)  # fmt: skip
+                    jobs.append(job)
+                    settings = _ShardSettings(text_column, topic, min_doc_tokens,
+                                              max_length if split == "validation" else None,
+                                              eos_token_id if split == "train" else None, dtype.str)  # fmt: skip
+                    mine = job.starts[rank::world]
+                    todo = [start for start in mine if not job.path(start).is_file()]
+                    if len(todo) < len(mine):
+                        logger.info("%s %s: %d of %d shards already done.", source, split, len(mine) - len(todo),
+                                    len(mine))  # fmt: skip
+                    with datasets_progress_bars(bars_shown and split == "train" and rank == 0):
+                        bar = tqdm(total=sum(min(shard_size, len(raw) - start) for start in todo),
+                                   desc=f"Tokenizing {source}", unit="doc")  # fmt: skip
+                    tokenised += len(todo)
+                    _WORK = (raw, encode, settings, job)
+                    try:
+                        with bar:
+                            _run_shards(todo, num_proc, bar)
+                    finally:
+                        _WORK = None
+            logger.info("Rank %d of %d tokenised %d shards.", rank, world, tokenised)
+            if split_across_ranks:
+                barrier()
+            # Every rank checks the layout (so that an error is raised everywhere); rank 0 writes it.
+            layout = _Layout(jobs, max_length, min_doc_tokens)
+            if rank == 0:
+                layout.write(folder, key, dtype, eos_token_id)
+            if split_across_ranks:
+                barrier()
     return folder
+
+
+def _is_prepared(folder: Path, key: str) -> bool:
+    """Whether `folder` holds the complete corpus of `key`; a folder holding another corpus is an error."""
+    manifest = folder / MANIFEST_NAME
+    if not manifest.is_file():
+        return False
+    if json.loads(manifest.read_text(encoding="utf-8")).get("key") != key:
+        raise ValueError(
+            f"The prepared folder {str(folder)!r} holds another corpus (other documents, tokenizer, max_length or "
+            "settings); give another output folder (prepared_dir, --output) or remove it."
+        )
+    return True
 
 
 class _Layout:
