@@ -66,6 +66,8 @@ MANIFEST_NAME = "corpus.json"
 DEFAULT_SHARD_SIZE = 2048
 """Documents per shard: the unit of work of a worker and of resumption (a few MB of tokens)."""
 SPLITS = ("train", "validation")
+WORD_CACHE_SIZE = 200_000
+"""Words whose tokens a worker's BPE model remembers (tens of MB at most): most of a corpus's running words."""
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -98,7 +100,9 @@ def batch_encoder(tokenizer: PreTrainedTokenizerBase) -> Encode:
 
     For a fast tokenizer, it calls `encode_batch_fast` of a copy of the Rust tokenizer with truncation and
     padding off (a transformers call turns them off too): the same ids, without the character offsets and the
-    per-document dictionaries that transformers builds around them.
+    per-document dictionaries that transformers builds around them. The copy's BPE model memoises the tokens
+    of `WORD_CACHE_SIZE` words instead of the default 10,000, so the frequent words of a large corpus are
+    split into tokens once, not once per document.
     """
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
@@ -106,6 +110,9 @@ def batch_encoder(tokenizer: PreTrainedTokenizerBase) -> Encode:
     backend = Tokenizer.from_str(backend.to_str())
     backend.no_truncation()
     backend.no_padding()
+    resize_cache = getattr(backend.model, "_resize_cache", None)  # BPE models (tokenizers >= 0.20)
+    if resize_cache is not None:
+        resize_cache(WORD_CACHE_SIZE)
     return lambda texts: [encoding.ids for encoding in backend.encode_batch_fast(texts, add_special_tokens=False)]
 
 
