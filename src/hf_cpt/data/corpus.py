@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from datasets import Dataset, concatenate_datasets
-from datasets.utils import tqdm
+from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from hf_cpt.data.packing import (
-    GROUP_COLUMN,
-    datasets_progress_bars,
-    pack_documents,
-    read_group_ids,
-    require_eos,
-    split_by_topic,
-    tokenize_documents,
-    with_group_column,
-)
-from hf_cpt.data.sources import load_source
+from hf_cpt.data.packing import GROUP_COLUMN, pack_documents, read_group_ids, with_group_column
+from hf_cpt.data.prepare import load_prepared, prepare_corpus
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +80,14 @@ def load_corpus(
     num_proc: int | None = None,
     extra_train: Mapping[str, Dataset] | None = None,
     source_paths: Mapping[str, str] | None = None,
+    prepared_dir: str | os.PathLike[str] | None = None,
+    split_across_ranks: bool = False,
 ) -> Corpus:
     """Load, tokenise and pack every source; sources in `topic_sources` are packed per topic.
+
+    The work is `prepare_corpus`'s: done once into a prepared folder (by default in the hf-cpt cache, keyed by
+    the documents, the tokenizer and the settings, which is where `hf-cpt prepare` writes too), then memory-mapped.
+    A second call with the same arguments, in this process, another rank or a later stage, only maps the folder.
 
     The training blocks carry `labels` equal to `input_ids` (as `run_clm.py`'s `group_texts`), so they
     train with `default_data_collator`, `collate_blocks` or `CPTTrainer`; `Corpus.validation_blocks()`
@@ -102,74 +99,24 @@ def load_corpus(
         max_length: tokens per training block; validation documents are truncated to it.
         topic_column: column with the topic label of each document in `topic_sources`.
         min_doc_tokens: documents with fewer tokens are dropped (paper's code: 20).
+        num_proc: worker processes that tokenise (None: this process alone).
         extra_train: documents (a `text_column`) added to a source's training split, e.g. synthetic QA
             pairs generated for this run.
         source_paths: sources read from another corpus (same layout) than `path`, e.g. web documents
             whose topics a classifier predicted for this run.
+        prepared_dir: the prepared folder to use (and to write when it is not complete yet).
+        split_across_ranks: share the tokenising among the ranks of `torch.distributed`; then every rank calls
+            `load_corpus` at once (not under `main_process_first`). By default the first caller does the work and
+            the others find it done.
 
     Progress: one bar over the sources, and one per source for tokenising its training documents (the
-    pass whose time grows with the corpus, hours on the full one); `datasets`' bars for the internal
-    passes (split generation, per-topic selection, packing, casts) are hidden. After
-    `datasets.disable_progress_bars()`, none is shown.
+    pass whose time grows with the corpus); `datasets`' bars for the internal passes (split generation)
+    are hidden. After `datasets.disable_progress_bars()`, none is shown.
     """
-    eos_token_id = require_eos(tokenizer)
-    topic_sources = set(topic_sources)
-    train_parts: dict[str, Dataset] = {}
-    validation_parts: dict[str, Dataset] = {}
-    # Created before the internal bars are hidden, so that it follows the caller's setting.
-    progress = tqdm(list(sources), desc="Loading corpus", unit="source")
-    with datasets_progress_bars(False) as bars_shown, progress:
-        for source in progress:
-            progress.set_postfix_str(source)
-            topic = topic_column if source in topic_sources else None
-            keep = (topic,) if topic else ()
-            for split, parts in (("train", train_parts), ("validation", validation_parts)):
-                source_path = (source_paths or {}).get(source, path)
-                raw = load_source(source_path, source, split, text_column, required=split == "train", num_proc=num_proc)
-                if raw is None:
-                    continue
-                if split == "train" and extra_train and len(extra_train.get(source, [])):
-                    raw = _with_extra(raw, extra_train[source], source, text_column)
-                if topic and topic not in raw.column_names:
-                    raise ValueError(
-                        f"topic_column {topic!r} is not a column of source {source!r} (columns: "
-                        f"{raw.column_names}); label its documents or leave it out of topic_sources."
-                    )
-                with datasets_progress_bars(bars_shown and split == "train"):
-                    tokenized = tokenize_documents(
-                        raw,
-                        tokenizer,
-                        text_column,
-                        min_doc_tokens,
-                        max_doc_tokens=max_length if split == "validation" else None,
-                        keep_columns=keep,
-                        num_proc=num_proc,
-                        desc=f"Tokenizing {source}",
-                    )
-                for group, documents in split_by_topic(tokenized, source, topic).items():
-                    if split == "train":
-                        parts[group] = pack_documents(documents, eos_token_id, max_length, num_proc=num_proc)
-                        if len(parts[group]) == 0:
-                            raise ValueError(
-                                f"Source group {group!r} has fewer than max_length={max_length} tokens after "
-                                f"dropping documents under {min_doc_tokens} tokens; add text to it or lower "
-                                "max_length."
-                            )
-                    else:
-                        parts[group] = documents.select_columns(["input_ids"])
-    names = list(train_parts) + [name for name in validation_parts if name not in train_parts]
-    train = with_group_column(train_parts, names)
-    validation = with_group_column(validation_parts, names) if validation_parts else None
-    logger.info("Packed %d blocks of %d tokens in %d groups.", len(train), max_length, len(train_parts))
-    return Corpus(train=train, validation=validation, max_length=max_length, eos_token_id=eos_token_id)
-
-
-def _with_extra(raw: Dataset, extra: Dataset, source: str, text_column: str) -> Dataset:
-    """The source's documents followed by the extra ones (their columns reduced to the source's)."""
-    missing = [column for column in raw.column_names if column not in extra.column_names]
-    if missing:
-        raise ValueError(
-            f"The documents added to source {source!r} lack its columns {missing}; give them the same columns."
-        )
-    logger.info("Source %s: %d documents added to its %d.", source, len(extra), len(raw))
-    return concatenate_datasets([raw, extra.select_columns(raw.column_names).cast(raw.features)])
+    folder = prepare_corpus(
+        path, sources, tokenizer, max_length, text_column, topic_column, topic_sources, min_doc_tokens, num_proc,
+        extra_train, source_paths, output_dir=prepared_dir, split_across_ranks=split_across_ranks,
+    )  # fmt: skip
+    train, validation, manifest = load_prepared(folder)
+    logger.info("Loaded %d blocks of %d tokens in %d groups.", len(train), max_length, len(manifest["train_blocks"]))
+    return Corpus(train=train, validation=validation, max_length=max_length, eos_token_id=manifest["eos_token_id"])

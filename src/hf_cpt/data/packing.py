@@ -25,6 +25,8 @@ from hf_cpt.perplexity import IGNORE_INDEX
 
 GROUP_COLUMN = "group"
 TOPIC_SEPARATOR = "/"
+PACK_BATCH_DOCUMENTS = 10_000
+"""Documents packed together: each such batch of a group drops its tail shorter than a block."""
 
 
 def group_name(source: str, topic: str | None = None) -> str:
@@ -115,7 +117,7 @@ def pack_documents(
     tokenized: Dataset,
     eos_token_id: int,
     max_length: int,
-    batch_size: int = 10_000,
+    batch_size: int = PACK_BATCH_DOCUMENTS,
     num_proc: int | None = None,
     keep_tail: bool = False,
 ) -> Dataset:
@@ -133,6 +135,8 @@ def pack_documents(
         documents = batch["input_ids"].combine_chunks()
         tokens = documents.flatten().to_numpy()
         ends = documents.offsets.to_numpy()[1:] - documents.offsets[0].as_py()
+        if keep_tail:  # the filler's labels are negative: a signed type that holds every id (uint16 -> int32)
+            tokens = tokens.astype(np.promote_types(tokens.dtype, np.int8), copy=False)
         stream = np.insert(tokens, ends, np.asarray(eos_token_id, dtype=tokens.dtype))
         usable = len(stream) // max_length * max_length
         if keep_tail and len(stream) - usable >= 2:
@@ -177,28 +181,6 @@ def collate_blocks(features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor
     if GROUP_COLUMN in features[0]:
         batch[GROUP_COLUMN] = torch.tensor([feature[GROUP_COLUMN] for feature in features], dtype=torch.long)
     return batch
-
-
-def split_by_topic(tokenized: Dataset, source: str, topic_column: str | None) -> dict[str, Dataset]:
-    """One dataset per group: per topic when the source has `topic_column`, else the source whole."""
-    if topic_column is None or topic_column not in tokenized.column_names:
-        return {group_name(source): tokenized}
-    topics = tokenized.unique(topic_column)
-    if any(topic is None or topic == "" for topic in topics):
-        raise ValueError(
-            f"Source {source!r} has documents with an empty {topic_column!r}; label every document "
-            "or leave this source out of topic_sources."
-        )
-    # One filter pass per topic reads only the topic column, so memory stays flat at any corpus size.
-    return {
-        group_name(source, topic): tokenized.filter(
-            lambda values, wanted=topic: [value == wanted for value in values],
-            input_columns=topic_column,
-            batched=True,
-            desc=f"Selecting {source}/{topic}",
-        )
-        for topic in sorted(topics)
-    }
 
 
 def with_group_column(parts: Mapping[str, Dataset], names: Sequence[str] | None = None) -> Dataset:

@@ -12,8 +12,6 @@ reads back all shards and returns the same labelled dataset.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -32,7 +30,13 @@ from transformers import (
 
 from hf_cpt.utils.environment import hardware_supports_bf16
 from hf_cpt.utils.inference import eval_mode, pad_batch
-from hf_cpt.utils.resumable import ShardedPass, data_fingerprint, documents_of, model_fingerprint
+from hf_cpt.utils.resumable import (
+    ShardedPass,
+    data_fingerprint,
+    documents_of,
+    model_fingerprint,
+    tokenizer_fingerprint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,18 +55,6 @@ def _load_classifier(
     if torch.cuda.is_available():
         model = model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     return model, tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(classifier)
-
-
-def _tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
-    """A hash of the whole tokenization pipeline (vocabulary, normalizer, templates) of a fast tokenizer, else
-    of its vocabulary and class: labels depend on the tokens as much as on the weights."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    description = (
-        backend.to_str()
-        if backend is not None
-        else type(tokenizer).__name__ + json.dumps(tokenizer.get_vocab(), sort_keys=True)
-    )
-    return hashlib.blake2b(description.encode(), digest_size=16).hexdigest()
 
 
 @torch.inference_mode()
@@ -131,7 +123,7 @@ def label_topics(
     settings = {"max_length": max_length, "bf16": bf16, "shard_size": shard_size, "labels": id2label}
     fingerprints = [
         model_fingerprint(model),
-        _tokenizer_fingerprint(tokenizer),
+        tokenizer_fingerprint(tokenizer),
         data_fingerprint(texts, dataset, text_column),
         settings,
     ]

@@ -33,7 +33,7 @@ from hf_cpt.utils.records import RecordLog, RecordWriter
 
 if TYPE_CHECKING:
     from datasets import Dataset
-    from transformers import PreTrainedModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,18 @@ def model_fingerprint(model: PreTrainedModel) -> str:
             sample = flat[:: max(1, flat.numel() // 256)][:256]
             digest.update(sample.float().cpu().numpy().tobytes())
     return digest.hexdigest()
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """A hash of the whole tokenization pipeline (vocabulary, normalizer, templates) of a fast tokenizer, else
+    of its vocabulary and class: token ids, and whatever is computed from them, depend on all of it."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    description = (
+        backend.to_str()
+        if backend is not None
+        else type(tokenizer).__name__ + json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    )
+    return hashlib.blake2b(description.encode(), digest_size=16).hexdigest()
 
 
 def data_fingerprint(documents: Sequence, dataset: Dataset | None, text_column: str) -> str:
