@@ -47,29 +47,16 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from datasets import ClassLabel, Dataset  # noqa: E402
 from torch.utils.checkpoint import checkpoint  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments  # noqa: E402
+from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 
 import hf_cpt.linear_cross_entropy  # noqa: E402
 from hf_cpt import CPTConfig, CPTTrainer  # noqa: E402
+from hf_cpt.testing import tiny_llama  # noqa: E402
 from hf_cpt.trainer import collate_blocks  # noqa: E402
 
 VOCAB = 128_256
 GROUPS = ["web-en/Mathematics and Physics", "book-en"]
 VARIANTS = ("plain", "cpt", "cpt-logits", "checkpoint")
-
-
-def tiny_llama(max_length: int, seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=max_length,
-    )
-    return LlamaForCausalLM(config)
 
 
 def blocks(n: int, max_length: int) -> Dataset:
@@ -152,7 +139,7 @@ def measure(variant: str, options: argparse.Namespace) -> dict:
     steps = options.warmup + options.steps
     data = blocks(steps * options.batch, options.max_length)
     probe = StepProbe(options.warmup)
-    model = tiny_llama(options.max_length)
+    model = tiny_llama(VOCAB, context=options.max_length)
     with tempfile.TemporaryDirectory() as output_dir:
         common = train_arguments(output_dir, steps, options.batch, options.bf16)
         if variant == "plain":
@@ -189,7 +176,7 @@ def run_subprocess(variant: str, options: argparse.Namespace) -> dict:
 
 def exactness(options: argparse.Namespace) -> dict[str, float]:
     """Per-group loss against float64 and gradients against the plain path, on one batch of the benchmark."""
-    model = tiny_llama(options.max_length)
+    model = tiny_llama(VOCAB, context=options.max_length)
     data = blocks(options.batch, options.max_length)
     batch = collate_blocks([data[i] for i in range(options.batch)])
     with tempfile.TemporaryDirectory() as output_dir:

@@ -50,45 +50,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForCausalLM,
     AutoTokenizer,
-    LlamaConfig,
-    LlamaForCausalLM,
-    PreTrainedTokenizerFast,
 )
 
 from hf_cpt.curriculum import score_perplexity  # noqa: E402
 from hf_cpt.curriculum.scoring import document_windows, length_buckets  # noqa: E402
+from hf_cpt.testing import WORD_SPECIALS, tiny_llama, word_tokenizer  # noqa: E402
 
 VOCAB = 4096
-SPECIALS = ["<pad>", "</s>", "<unk>"]
-WORDS = [f"w{i}" for i in range(VOCAB - len(SPECIALS))]  # specials + words = the model's 4096 ids
-
-
-def tiny_model() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=256,
-        intermediate_size=512,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=1,
-    )
-    return LlamaForCausalLM(config)
-
-
-def word_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {token: i for i, token in enumerate(SPECIALS + WORDS)}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", eos_token="</s>")
+WORDS = [f"w{i}" for i in range(VOCAB - len(WORD_SPECIALS))]  # specials + words = the model's 4096 ids
+SHAPE = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, context=512)
 
 
 def synthetic_documents(count: int, seed: int) -> list[str]:
@@ -245,7 +218,7 @@ def main() -> None:
         tokenizer = AutoTokenizer.from_pretrained(options.model)
         max_length = options.max_length or model.config.max_position_embeddings
     else:
-        model, tokenizer = tiny_model(), word_tokenizer()
+        model, tokenizer = tiny_llama(VOCAB, **SHAPE), word_tokenizer(WORDS)
         max_length = options.max_length or 512
     model.to(device).eval()
     stride = max(1, max_length // 2)

@@ -21,13 +21,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from datasets import ClassLabel, Dataset  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments  # noqa: E402
+from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 
 from hf_cpt import CPTConfig, CPTTrainer  # noqa: E402
 from hf_cpt.mixture import TopicMixtureSampler  # noqa: E402
+from hf_cpt.testing import tiny_llama  # noqa: E402
 from hf_cpt.trainer import collate_blocks  # noqa: E402
 
 VOCAB = 512
+CONTEXT = 1024  # the tiny model's positions: the longest --max_length it takes
 GROUPS = [f"web-en/topic{i}" for i in range(11)] + ["book-en", "code-en"]
 
 
@@ -41,20 +43,6 @@ class StepTimer(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.times.append(time.perf_counter() - self._start)
-
-
-def micro_model(seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-    )
-    return LlamaForCausalLM(config)
 
 
 def blocks(n: int, max_length: int) -> Dataset:
@@ -91,7 +79,7 @@ def run_plain(data: Dataset, steps: int, batch: int) -> list[float]:
     with tempfile.TemporaryDirectory() as output_dir:
         args = TrainingArguments(**common_args(output_dir, steps, batch), lr_scheduler_type="constant")
         trainer = Trainer(
-            model=micro_model(),
+            model=tiny_llama(VOCAB, context=CONTEXT),
             args=args,
             train_dataset=data.remove_columns("group"),
             data_collator=collate_blocks,
@@ -115,7 +103,11 @@ def run_cpt(data: Dataset, steps: int, batch: int, max_length: int) -> list[floa
             warmup_steps=2,
         )
         trainer = CPTTrainer(
-            model=micro_model(), args=args, train_dataset=data, train_sampler=sampler, callbacks=[timer]
+            model=tiny_llama(VOCAB, context=CONTEXT),
+            args=args,
+            train_dataset=data,
+            train_sampler=sampler,
+            callbacks=[timer],
         )
         trainer.train()
     return timer.times

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny word-level tokenizer, tiny Llama models from a config, and a local corpus
+"""Shared fixtures: a tiny word-level tokenizer, tiny Llama models (`hf_cpt.testing`), and a local corpus
 laid out like `survivi/Llama-3-SynE-Dataset` (`data/<source>/{train,validation}.jsonl`).
 
 Every source (and every topic of a web source) writes words from its own vocabulary slice, so a
@@ -20,13 +20,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
-from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
 
 from hf_cpt import CPTConfig, CPTTrainer  # noqa: E402
+from hf_cpt.testing import tiny_llama, word_tokenizer  # noqa: E402
 
-SPECIALS = ["<pad>", "</s>", "<unk>"]
 WORDS_PER_GROUP = 40
 
 # Group -> (source, topic or None, train documents, validation documents).
@@ -44,32 +42,16 @@ def group_vocabulary(group_index: int) -> list[str]:
 
 
 def make_tokenizer(directory: Path, with_eos: bool = True) -> PreTrainedTokenizerFast:
-    words = [w for index in range(len(CORPUS_LAYOUT)) for w in group_vocabulary(index)]
-    vocab = {token: i for i, token in enumerate(SPECIALS + words)}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", eos_token="</s>" if with_eos else None
-    )
+    """The corpus's word-level tokenizer, saved in `directory`; `with_eos=False` leaves its end-of-text token unset."""
+    tokenizer = word_tokenizer([w for index in range(len(CORPUS_LAYOUT)) for w in group_vocabulary(index)])
+    if not with_eos:
+        tokenizer.eos_token = None
     tokenizer.save_pretrained(directory)
     return tokenizer
 
 
 def make_model(vocab_size: int, seed: int = 0, context: int = 256) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=context,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=1,
-    )
-    return LlamaForCausalLM(config)
+    return tiny_llama(vocab_size, seed=seed, context=context)
 
 
 def micro_config(output_dir: Path | str, **overrides) -> CPTConfig:

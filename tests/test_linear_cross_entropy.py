@@ -10,11 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import make_model, micro_config
-from transformers import CohereConfig, CohereForCausalLM, Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import CohereConfig, CohereForCausalLM, Gemma2Config, Gemma2ForCausalLM, LlamaForCausalLM
 
 import hf_cpt.linear_cross_entropy as lce
 from hf_cpt import CPTConfig, CPTTrainer
 from hf_cpt.linear_cross_entropy import linear_cross_entropy, sequence_nll_from_hidden
+from hf_cpt.testing import tiny_llama
 
 LLAMA3_VOCAB = 128_256
 
@@ -87,17 +88,10 @@ def test_sequence_sums_skip_ignored_labels():
 
 
 def llama3_vocabulary_model() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=LLAMA3_VOCAB,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=64,
+    shape = dict(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1
     )
-    return LlamaForCausalLM(config)
+    return tiny_llama(LLAMA3_VOCAB, context=64, **shape)
 
 
 @pytest.mark.parametrize("activation_checkpointing", [False, True])

@@ -12,9 +12,9 @@ import pytest
 import torch
 from conftest import run_two_processes
 from datasets import Dataset, load_dataset
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
+from hf_cpt.testing import BERT_SPECIALS, word_tokenizer
 from hf_cpt.topics.classifier import (
     classification_metrics,
     embedded_classifier_path,
@@ -25,7 +25,6 @@ from hf_cpt.topics.labeling import label_topics
 from hf_cpt.topics.taxonomy import Taxonomy, load_taxonomy
 
 TAXONOMY = Taxonomy("tiny", "en", ("Astronomy", "Cooking", "Sailing"))
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
 SHARED_WORDS = [f"common{i}" for i in range(20)]
 WORKER = Path(__file__).parent / "workers" / "two_process_label.py"
 FP32 = {"bf16": False}
@@ -38,15 +37,7 @@ def topic_words(topic: str) -> list[str]:
 def make_bert_tokenizer(directory: Path) -> PreTrainedTokenizerFast:
     """A word-level tokenizer with BERT's special tokens and its `[CLS] text [SEP]` template."""
     words = SHARED_WORDS + [word for topic in TAXONOMY.topics for word in topic_words(topic)]
-    vocab = {token: i for i, token in enumerate(SPECIALS + words)}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
-    )
+    tokenizer = word_tokenizer(words, BERT_SPECIALS)
     tokenizer.save_pretrained(directory)
     return tokenizer
 

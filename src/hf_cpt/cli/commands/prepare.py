@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> None:
     from transformers import AutoTokenizer
 
     from hf_cpt.data import DEMO_CORPUS_PATH
-    from hf_cpt.data.prepare import DEFAULT_SHARD_SIZE, load_prepared, prepare_corpus
     from hf_cpt.data.mixtures import TOPIC_SOURCES
+    from hf_cpt.data.prepare import DEFAULT_SHARD_SIZE, load_prepared, prepare_corpus
     from hf_cpt.modeling import embedded_model_path
     from hf_cpt.utils.distributed import launched_world_size, rank_and_world
 
