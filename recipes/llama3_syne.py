@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     eval_options = {"batch_size": args.eval_batch_size, "limit": args.eval_limit}  # lm-eval, before and after
     ppl_tables = {}
     if corpus.validation is not None:
-        ppl_tables["before"] = validation_perplexity(model, corpus, config, args.eval_batch_size, pad_id)
+        ppl_tables["before"] = validation_perplexity(model, corpus, config, args.eval_batch_size, pad_id, tokenizer)
     before = run_benchmarks(model, tokenizer, args.eval_benchmarks, config.output_dir, "before", **eval_options)
     stages = []
     for stage in args.stages:
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         stages.append(run_stage(stage, model, tokenizer, corpus, config, previous_dir))
         if corpus.validation is not None:
             ppl_tables[f"after {stage.name}"] = validation_perplexity(
-                model, corpus, config, args.eval_batch_size, pad_id
+                model, corpus, config, args.eval_batch_size, pad_id, tokenizer
             )
     after = run_benchmarks(model, tokenizer, args.eval_benchmarks, config.output_dir, "after", **eval_options)
 

@@ -2,7 +2,9 @@
 
 Perplexity of a group is exp(total NLL / total predicted tokens): a token-weighted mean, so long and
 short documents count by their tokens, and sums from several ranks combine exactly (a mean of
-per-rank means would not).
+per-rank means would not). Perplexity depends on the tokenizer (Llama-3's 128k vocabulary makes fewer,
+harder tokens than TinyLlama's 32k); bits per byte, total NLL / (ln 2 × the UTF-8 bytes of the text
+predicted), does not, so runs with different tokenizers compare on it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from datasets import Dataset
+from transformers import PreTrainedTokenizerBase
 
 from hf_cpt.linear_cross_entropy import (
     DEFAULT_CHUNK_SIZE,
@@ -55,6 +58,7 @@ def perplexity_by_group(
     pad_token_id: int = 0,
     bf16: bool = False,
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> dict[str, dict[str, float]]:
     """Validation perplexity per group of a dataset with `input_ids` and an integer `group` column.
 
@@ -65,10 +69,12 @@ def perplexity_by_group(
     The model returns its last hidden states and the output embeddings are applied `chunk_size` positions
     at a time (see `hf_cpt.linear_cross_entropy`), so no batch-by-vocabulary logits exist; `None`, or a
     model whose head cannot stand for its logits, scores from the model's full logits.
+    With the `tokenizer` that made `input_ids`, each document's predicted tokens (all but the first) are
+    decoded, and their UTF-8 bytes give the group's bits per byte.
 
     Returns:
         `{group name: {"perplexity": ..., "nll": summed NLL, "tokens": predicted tokens}}` for every
-        group with at least one predicted token.
+        group with at least one predicted token; with a tokenizer also `"bytes"` and `"bits_per_byte"`.
     """
     rank, world = rank_and_world()
     device = next(model.parameters()).device
@@ -76,6 +82,7 @@ def perplexity_by_group(
     order = sorted(range(len(lengths)), key=lengths.__getitem__)[rank::world]
     nll = torch.zeros(len(group_names), dtype=torch.float64, device=device)
     tokens = torch.zeros(len(group_names), dtype=torch.float64, device=device)
+    num_bytes = torch.zeros(len(group_names), dtype=torch.float64, device=device)
     head = output_head(model)[0] if chunk_size else None
     with eval_mode(model):
         for start in range(0, len(order), batch_size):
@@ -104,12 +111,19 @@ def perplexity_by_group(
             group = torch.tensor(rows["group"], device=device)
             nll.index_add_(0, group, seq_nll.double())
             tokens.index_add_(0, group, seq_tokens.double())
+            if tokenizer is not None:
+                texts = tokenizer.batch_decode([ids[1:] for ids in rows["input_ids"]], skip_special_tokens=True)
+                counts = [len(text.encode("utf-8")) for text in texts]
+                num_bytes.index_add_(0, group, torch.tensor(counts, dtype=torch.float64, device=device))
     if world > 1:
-        dist.all_reduce(nll)
-        dist.all_reduce(tokens)
+        for total in (nll, tokens, num_bytes):
+            dist.all_reduce(total)
     table = {}
     for i, name in enumerate(group_names):
         if tokens[i] > 0:
             mean_nll = (nll[i] / tokens[i]).item()
             table[name] = {"perplexity": math.exp(mean_nll), "nll": nll[i].item(), "tokens": tokens[i].item()}
+            if tokenizer is not None and num_bytes[i] > 0:
+                table[name]["bytes"] = num_bytes[i].item()
+                table[name]["bits_per_byte"] = nll[i].item() / (math.log(2) * num_bytes[i].item())
     return table

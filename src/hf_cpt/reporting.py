@@ -76,13 +76,22 @@ def bar_styles(count: int) -> list[dict[str, Any]]:
 
 def perplexity_by_source(table: PerplexityTable) -> dict[str, float]:
     """Token-weighted perplexity per source from a per-group table with `nll` and `tokens`."""
-    nll: dict[str, float] = {}
-    tokens: dict[str, float] = {}
-    for group, entry in table.items():
-        source = source_of(group)
-        nll[source] = nll.get(source, 0.0) + entry["nll"]
-        tokens[source] = tokens.get(source, 0.0) + entry["tokens"]
+    nll, tokens = _sum_by_source(table, "nll"), _sum_by_source(table, "tokens")
     return {source: math.exp(nll[source] / tokens[source]) for source in nll}
+
+
+def bits_per_byte_by_source(table: PerplexityTable) -> dict[str, float]:
+    """Bits per byte per source (total NLL / (ln 2 × bytes)) from a per-group table with `nll` and `bytes`."""
+    nll, num_bytes = _sum_by_source(table, "nll"), _sum_by_source(table, "bytes")
+    return {source: nll[source] / (math.log(2) * num_bytes[source]) for source in num_bytes if num_bytes[source]}
+
+
+def _sum_by_source(table: PerplexityTable, key: str) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for group, entry in table.items():
+        if key in entry:
+            totals[source_of(group)] = totals.get(source_of(group), 0.0) + entry[key]
+    return totals
 
 
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -92,22 +101,35 @@ def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 
 def perplexity_section(tables: Mapping[str, PerplexityTable]) -> str:
-    """Two markdown tables, per source and per topic group, one column per evaluation point."""
+    """Markdown tables per source and per topic group, one column per evaluation point: perplexity, and bits
+    per byte (tokenizer-independent) where the tables have byte counts."""
     labels = list(tables)
-    by_source = {label: perplexity_by_source(table) for label, table in tables.items()}
-    sources = sorted({source for table in by_source.values() for source in table})
-    source_rows = [
-        [source] + [f"{by_source[label].get(source, float('nan')):.2f}" for label in labels] for source in sources
-    ]
     topics = sorted({group for table in tables.values() for group in table if TOPIC_SEPARATOR in group})
-    topic_rows = [
-        [topic] + [f"{tables[label][topic]['perplexity']:.2f}" if topic in tables[label] else "-" for label in labels]
-        for topic in topics
-    ]
-    parts = ["### Per source", _markdown_table(["source", *labels], source_rows)]
-    if topic_rows:
-        parts += ["### Per topic", _markdown_table(["topic", *labels], topic_rows)]
+    parts = []
+    for title, by_source, key in (
+        ("Per source", perplexity_by_source, "perplexity"),
+        ("Bits per byte, per source", bits_per_byte_by_source, "bits_per_byte"),
+    ):
+        values = {label: by_source(table) for label, table in tables.items()}
+        sources = sorted({source for table in values.values() for source in table})
+        if not sources:
+            continue
+        rows = [[source] + [f"{values[label].get(source, float('nan')):.2f}" for label in labels] for source in sources]
+        parts += [f"### {title}", _markdown_table(["source", *labels], rows)]
+        topic_rows = [[topic] + [_topic_cell(tables[label].get(topic), key) for label in labels] for topic in topics]
+        if any(cell != "-" for row in topic_rows for cell in row[1:]):
+            topic_title = "Per topic" if key == "perplexity" else "Bits per byte, per topic"
+            parts += [f"### {topic_title}", _markdown_table(["topic", *labels], topic_rows)]
     return "\n\n".join(parts)
+
+
+def _topic_cell(entry: Mapping[str, float] | None, key: str) -> str:
+    """A topic's perplexity, or its bits per byte from its NLL and bytes; "-" where the table has none."""
+    if entry is None:
+        return "-"
+    if key == "perplexity":
+        return f"{entry['perplexity']:.2f}"
+    return f"{entry['nll'] / (math.log(2) * entry['bytes']):.2f}" if entry.get("bytes") else "-"
 
 
 def tokens_section(recipe: Mapping[str, Any]) -> str:

@@ -66,10 +66,20 @@ def curriculum_progress(stage_dir: str | Path) -> dict[str, Any] | None:
 
 
 def validation_perplexity(
-    model: torch.nn.Module, corpus: Corpus, config: CPTConfig, batch_size: int, pad_id: int
+    model: torch.nn.Module,
+    corpus: Corpus,
+    config: CPTConfig,
+    batch_size: int,
+    pad_id: int,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> dict[str, Any]:
-    """Per-group validation perplexity of `corpus.validation`, under the same bf16 autocast as training."""
-    return perplexity_by_group(model, corpus.validation, corpus.group_names, batch_size, pad_id, bf16=config.bf16)
+    """Per-group validation perplexity of `corpus.validation`, under the same bf16 autocast as training.
+
+    With the corpus's `tokenizer`, also bits per byte, which runs with different tokenizers can compare.
+    """
+    return perplexity_by_group(
+        model, corpus.validation, corpus.group_names, batch_size, pad_id, bf16=config.bf16, tokenizer=tokenizer
+    )
 
 
 def run_benchmarks(
