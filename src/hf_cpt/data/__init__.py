@@ -1,4 +1,5 @@
-"""Data: sources on disk or the Hub, topic-pure packing, stage mixture specs, and the bundled demo corpus."""
+"""Data: sources on disk or the Hub, topic-pure packing, corpora prepared once and memory-mapped, stage mixture
+specs, and the bundled demo corpus."""
 
 from hf_cpt.data.bundled import DEMO_CORPUS_PATH, demo_snippets_path
 from hf_cpt.data.corpus import Corpus, load_corpus
@@ -11,6 +12,7 @@ from hf_cpt.data.packing import (
     source_of,
     tokenize_documents,
 )
+from hf_cpt.data.prepare import load_prepared, prepare_corpus
 from hf_cpt.data.sources import load_source
 
 __all__ = [
@@ -24,9 +26,11 @@ __all__ = [
     "flatten_mixture",
     "group_name",
     "load_corpus",
+    "load_prepared",
     "load_source",
     "normalize_ratios",
     "pack_documents",
+    "prepare_corpus",
     "resolve_mixture",
     "source_of",
     "tokenize_documents",

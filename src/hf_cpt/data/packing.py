@@ -46,7 +46,7 @@ def datasets_progress_bars(enabled: bool) -> Iterator[bool]:
     Yields whether the bars were shown before the block, so that a nested block can bring back the
     caller's setting for one pass.
 
-    Loading a corpus runs dozens of internal passes (casts, index flattening, per-topic filters), each of
+    Loading a corpus runs internal `datasets` passes (split generation of every source and split), each of
     which `datasets` would show as its own bar; `load_corpus` hides them and shows one bar per stage.
     """
     previously_enabled = not datasets.are_progress_bars_disabled()
