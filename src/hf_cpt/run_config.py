@@ -312,7 +312,7 @@ class RecipeArguments:
     topic_sources: list[str] = field(
         default_factory=lambda: list(TOPIC_SOURCES), metadata={"help": "Sources packed per topic."}
     )
-    min_doc_tokens: int = field(default=20, metadata={"help": "Drop documents shorter than this (paper: 20)."})
+    min_doc_tokens: int = field(default=20, metadata={"help": "Drop documents shorter than this (released code: 20)."})
     # A list of mappings in YAML; on the command line, the same as a JSON string.
     stages: list[StageConfig] | str | None = field(
         default=None,

@@ -98,7 +98,7 @@ def load_corpus(
         sources: the sources to load (every source a stage names).
         max_length: tokens per training block; validation documents are truncated to it.
         topic_column: column with the topic label of each document in `topic_sources`.
-        min_doc_tokens: documents with fewer tokens are dropped (paper's code: 20).
+        min_doc_tokens: documents with fewer tokens are dropped (released code: 20; the paper gives no number).
         num_proc: worker processes that tokenise (None: this process alone).
         extra_train: documents (a `text_column`) added to a source's training split, e.g. synthetic QA
             pairs generated for this run.

@@ -83,7 +83,7 @@ def tokenize_documents(
     num_proc: int | None = None,
     desc: str = "Tokenizing",
 ) -> Dataset:
-    """Tokenise documents (no special tokens) and drop those shorter than `min_doc_tokens` (paper: 20).
+    """Tokenise documents (no special tokens) and drop those shorter than `min_doc_tokens` (released code: 20).
 
     `datasets.map` caches the result by fingerprint, so a second run over the same files is instant.
     `max_doc_tokens` truncates, for evaluation documents scored whole. One progress bar, titled `desc`,

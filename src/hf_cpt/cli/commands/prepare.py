@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--topic-column", default="topic")
     parser.add_argument("--topic-sources", nargs="*", help="Sources packed per topic (default: web-cn web-en).")
-    parser.add_argument("--min-doc-tokens", type=int, default=20, help="Drop shorter documents (paper: 20).")
+    parser.add_argument("--min-doc-tokens", type=int, default=20, help="Drop shorter documents (released code: 20).")
     parser.add_argument("--num-proc", type=int, help="Tokenising processes per rank (default: this one alone).")
     parser.add_argument("--shard-size", type=int, help="Documents per shard, the unit of resumption (default: 2048).")
     parser.add_argument("--output", help="Prepared folder; default: the cache folder load_corpus reads.")
