@@ -137,9 +137,12 @@ class CPTTrainer(Trainer):
             if callback is not None:
                 self.add_callback(callback)
         # Last, so that it places the sampler after the mixture and curriculum have restored theirs.
-        self._resume_at: tuple[int, int] | None = None  # (step, position) of a resume that continues by position
-        self._staging_root: str | None = None
         self.add_callback(_ContinueAtPosition(self))
+
+    # (step, position) of a resume that continues the order by position, and the folder a checkpoint is staged in
+    # while it is written. Class defaults: neither.
+    _resume_at: tuple[int, int] | None = None
+    _staging_root: str | None = None
 
     def _require_topic_sampler(self, field: str) -> TopicMixtureSampler:
         if not isinstance(self.train_sampler, TopicMixtureSampler):

@@ -145,12 +145,6 @@ def _label_ids(dataset: Dataset, taxonomy: Taxonomy, text_column: str, label_col
             f"Label {outside!r} in column {label_column!r} is not a topic of taxonomy {taxonomy.name!r}; "
             f"relabel it as one of {list(taxonomy.topics)} or use a taxonomy that lists it."
         )
-    present = sorted(set(labels))
-    if len(present) < 2:
-        raise ValueError(
-            f"Column {label_column!r} holds one topic only ({present[0]!r}), and a classifier of one class learns "
-            "nothing (its accuracy would be 1.0 whatever it does); label documents of at least two topics."
-        )
     return [taxonomy.index(label) for label in labels]
 
 
@@ -235,6 +229,11 @@ def train_topic_classifier(
         raise ValueError(
             f"No topic in column {label_column!r} has two labelled documents, so none can be held out for "
             "measuring; label at least two documents of a topic."
+        )
+    if len(set(labels)) < 2:
+        raise ValueError(
+            f"Column {label_column!r} holds one topic only ({taxonomy.topics[labels[0]]!r}), and a classifier of one "
+            "class learns nothing (its accuracy would be 1.0 whatever it does); label documents of at least two topics."
         )
     base_is_hub_id = model_name_or_path is not None and not Path(model_name_or_path).exists()
     if model_name_or_path is None:
