@@ -40,7 +40,7 @@ from hf_cpt.reporting import write_run_report
 from hf_cpt.run_config import RecipeParser
 from hf_cpt.stages import run_benchmarks, run_stage, validation_perplexity
 from hf_cpt.synth import generate_for_recipe
-from hf_cpt.topics import relabel_sources
+from hf_cpt.topics import check_corpus_topics, relabel_sources
 from hf_cpt.trainer import DATA_RECIPE_NAME
 from hf_cpt.utils.errors import run_main
 
@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
             extra_train=extra_train,
             source_paths=source_paths,
         )
+    # Topics the data brought must be the taxonomy's (labels the classifiers wrote are).
+    check_corpus_topics(corpus.group_names, args.topic_classifier.taxonomies if args.topic_classifier else None)
     model = load_causal_lm(model_path, config.attn_implementation, dtype=getattr(torch, args.model_dtype))
     model.to(state.device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

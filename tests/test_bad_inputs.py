@@ -279,3 +279,13 @@ def test_run_main_leaves_bugs_their_traceback(capsys):
     with pytest.raises(KeyError):
         run_main(buggy, [])
     assert run_main(lambda argv: None, []) == 0
+
+
+def test_a_corpus_with_topics_outside_the_taxonomy_is_refused_naming_them():
+    from hf_cpt.topics import check_corpus_topics
+
+    with pytest.raises(
+        ValueError, match=r"Source 'web-en' has topic values outside taxonomy 'en': \['Law and Polcy'\]"
+    ):
+        check_corpus_topics(["web-en/Law and Polcy", "web-en/Others", "book-en"])
+    check_corpus_topics(["web-en/Law and Policy", "web-cn/Others", "my-web/anything"])  # no taxonomy: not checked

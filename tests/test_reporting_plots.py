@@ -59,3 +59,17 @@ def test_perplexity_bars_of_twelve_evaluation_points_differ_in_colour_or_hatch(t
     looks = [(to_hex(bars[0].get_facecolor()), bars[0].get_hatch() or "") for bars in axis.containers]
     assert len(looks) == 12 == len(set(looks))
     assert len({(style["color"], style["hatch"]) for style in bar_styles(500)}) == 500
+
+
+def test_the_report_says_plainly_when_no_synthetic_pair_was_mixed_in():
+    from hf_cpt.reporting import synthesis_section
+
+    report = {
+        "accepted": 0, "items": 18, "kept": 0, "model": "m", "prompt_version": "scientific_qa/v1", "failed": 0,
+        "kept_per_discipline": {}, "accept_rates": {}, "rejected": {"unparsable": 12, "echoed_prompt": 6},
+        "filters": {"dropped": {}}, "failure_reasons": {"unparsable": 12, "echoed_prompt": 6},
+    }  # fmt: skip
+    text = synthesis_section(report, None)
+    assert "No generated pair was acceptable, so none was mixed into training" in text
+    assert "(rejected: unparsable 12, echoed_prompt 6)" in text
+    assert "No generated pair" not in synthesis_section({**report, "accepted": 1, "kept": 1}, None)

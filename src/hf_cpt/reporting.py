@@ -309,6 +309,13 @@ def synthesis_section(report: Mapping[str, Any], sample: Mapping[str, Any] | Non
         discipline_table(report),
         "\n".join(filter_lines(report)),
     ]
+    if not report["kept"]:
+        reasons = ", ".join(f"{reason} {count}" for reason, count in report.get("failure_reasons", {}).items())
+        parts.append(
+            "**No generated pair was acceptable, so none was mixed into training**: the synthetic source trains on "
+            f"its own documents only{f' (rejected: {reasons})' if reasons else ''}. A larger generating model "
+            "(`synthesis.model`) follows the prompt's format far more often."
+        )
     if sample is not None:
         parts += [f"A sample pair ({sample['discipline']}):", f"**Problem.** {sample['problem']}"]
         parts.append(f"**Solution.** {sample['solution']}")

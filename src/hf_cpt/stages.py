@@ -177,8 +177,10 @@ def run_stage(
         f", resuming from {last}" if last else "",
     )
     trainer.train(resume_from_checkpoint=last)
-    trainer.save_model()
+    # The state first: save_model writes data_recipe.json last, which marks the stage finished, and a finished
+    # stage is read back from its trainer_state.json.
     trainer.save_state()
+    trainer.save_model()
     return StageResult(
         name=stage.name,
         log_history=trainer.state.log_history,

@@ -17,6 +17,7 @@ from hf_cpt.topics.taxonomy import (
     SOURCE_TAXONOMIES,
     TAXONOMIES,
     Taxonomy,
+    check_corpus_topics,
     check_topic_values,
     load_taxonomy,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "ClassifierReport",
     "Taxonomy",
     "annotate_topics",
+    "check_corpus_topics",
     "check_topic_values",
     "classification_metrics",
     "embedded_classifier_path",

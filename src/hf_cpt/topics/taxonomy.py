@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,3 +163,29 @@ def load_taxonomy(name_or_path: str | os.PathLike[str] | Taxonomy) -> Taxonomy:
     if not isinstance(topics, list) or not all(isinstance(topic, str) and topic.strip() for topic in topics):
         raise ValueError(f"{path} has no list of topic names under 'topics'; list the topics as strings.")
     return Taxonomy(str(data.get("name", path.stem)), str(data.get("language", "en")), tuple(topics))
+
+
+def check_corpus_topics(
+    group_names: Iterable[str], taxonomies: Mapping[str, Taxonomy | str | os.PathLike[str]] | None = None
+) -> None:
+    """Refuse a corpus whose topic groups (`source/topic`) hold values outside their source's taxonomy.
+
+    A topic column written by hand (`Law and Polcy`) would otherwise train as a topic of its own, with no
+    validation documents for the mixture to measure. Sources without a taxonomy (in `taxonomies`, default
+    `SOURCE_TAXONOMIES`) are not checked.
+    """
+    taxonomies = dict(SOURCE_TAXONOMIES if taxonomies is None else taxonomies)
+    by_source: dict[str, list[str]] = {}
+    for group in group_names:
+        source, separator, topic = group.partition(TOPIC_SEPARATOR)
+        if separator and source in taxonomies:
+            by_source.setdefault(source, []).append(topic)
+    for source, topics in by_source.items():
+        taxonomy = load_taxonomy(taxonomies[source])
+        unknown = sorted(set(topics) - set(taxonomy.topics))
+        if unknown:
+            raise ValueError(
+                f"Source {source!r} has topic values outside taxonomy {taxonomy.name!r}: {unknown[:10]}; relabel "
+                f"those documents as topics of {list(taxonomy.topics)}, or set topic_classifier to label the "
+                "source with the taxonomy."
+            )
