@@ -9,15 +9,19 @@ from hf_cpt.topics.classifier import (
     train_topic_classifier,
 )
 from hf_cpt.topics.labeling import label_topics
+from hf_cpt.topics.ngram_classifier import NGRAM_MODEL_NAME, NgramClassifier, NgramConfig, train_ngram_classifier
 from hf_cpt.topics.taxonomy import CHINESE, ENGLISH, OTHERS, SOURCE_TAXONOMIES, TAXONOMIES, Taxonomy, load_taxonomy
 
 __all__ = [
     "CHINESE",
     "ENGLISH",
+    "NGRAM_MODEL_NAME",
     "OTHERS",
     "SOURCE_TAXONOMIES",
     "TAXONOMIES",
     "ClassifierReport",
+    "NgramClassifier",
+    "NgramConfig",
     "Taxonomy",
     "annotate_topics",
     "classification_metrics",
@@ -27,5 +31,6 @@ __all__ = [
     "normalize_label",
     "stratified_split",
     "topic_probabilities",
+    "train_ngram_classifier",
     "train_topic_classifier",
 ]

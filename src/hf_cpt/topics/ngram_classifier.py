@@ -98,9 +98,7 @@ def ngram_counts(text: str, config: NgramConfig) -> Counter[int]:
     words = _WORD.findall(text)
     low, high = config.word_ngrams
     for n in range(max(low, 1), high + 1):
-        counts.update(
-            _bucket("w", " ".join(words[i : i + n]), config.num_buckets) for i in range(len(words) - n + 1)
-        )
+        counts.update(_bucket("w", " ".join(words[i : i + n]), config.num_buckets) for i in range(len(words) - n + 1))
     return counts
 
 
@@ -192,7 +190,9 @@ class NgramClassifier(torch.nn.Module):
     def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        save_file({name: tensor.contiguous() for name, tensor in self.state_dict().items()}, directory / "model.safetensors")
+        save_file(
+            {name: tensor.contiguous() for name, tensor in self.state_dict().items()}, directory / "model.safetensors"
+        )
         (directory / "config.json").write_text(self.config.to_json_string(), encoding="utf-8")
 
     @classmethod
