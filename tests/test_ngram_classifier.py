@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import torch
 from datasets import Dataset
 
 from hf_cpt.topics.classifier import train_topic_classifier
 from hf_cpt.topics.labeling import label_topics
-from hf_cpt.topics.ngram_classifier import NgramClassifier, ngram_counts
+from hf_cpt.topics.ngram_classifier import NgramClassifier, NgramConfig, ngram_counts
 from hf_cpt.topics.taxonomy import Taxonomy
 
 TAXONOMY = Taxonomy("toy", "en", ("Astronomy", "Cooking", "Sailing"))
@@ -63,14 +66,25 @@ def test_it_learns_a_separable_taxonomy_and_writes_a_hub_ready_folder(toy_classi
     assert list(labelled["topic"]) == list(fresh["topic"])
 
 
-def test_the_saved_folder_gives_identical_probabilities(toy_classifier, tmp_path):
-    folder, _ = toy_classifier
-    texts = [*toy_documents(4, seed=3)["text"], "", "unrelated words entirely"]
-    loaded = NgramClassifier.from_pretrained(folder)
-    loaded.save_pretrained(tmp_path / "again")
-    again = NgramClassifier.from_pretrained(tmp_path / "again")
-    np.testing.assert_array_equal(loaded.predict_proba(texts), again.predict_proba(texts))
-    assert loaded.fingerprint() == again.fingerprint()
+def test_the_saved_folder_gives_identical_probabilities(tmp_path):
+    documents = toy_documents(4, seed=3)
+    model = NgramClassifier(NgramConfig(id2label=dict(enumerate(TAXONOMY.topics)), char_ngrams=(1, 3)))
+    model.fit(list(documents["text"]), [TAXONOMY.index(topic) for topic in documents["topic"]])
+    model.save_pretrained(tmp_path)
+    loaded = NgramClassifier.from_pretrained(tmp_path)
+    assert loaded.config == model.config
+    texts = [*toy_documents(4, seed=4)["text"], "", "unrelated words entirely"]
+    np.testing.assert_array_equal(loaded.predict_proba(texts), model.predict_proba(texts))
+    assert loaded.fingerprint() == model.fingerprint()
+    # Another process (another hash seed for Python's `hash`) reads the folder the same way.
+    script = (
+        "import json, sys; from hf_cpt.topics import NgramClassifier; "
+        "print(json.dumps(NgramClassifier.from_pretrained(sys.argv[1]).predict_proba(json.loads(sys.argv[2])).tolist()))"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), json.dumps(texts)], capture_output=True, text=True, check=True
+    )
+    np.testing.assert_array_equal(np.array(json.loads(other.stdout), dtype=np.float32), model.predict_proba(texts))
     # Batching changes nothing: each document's probabilities depend on it alone.
     np.testing.assert_array_equal(loaded.predict_proba(texts, batch_size=1), loaded.predict_proba(texts))
 
@@ -121,8 +135,12 @@ def test_retrained_weights_do_not_reuse_the_shards_of_the_old_ones(toy_classifie
     model = NgramClassifier.from_pretrained(folder)
     dataset = Dataset.from_dict({"text": ["a telescope in the harbor"]})
     before = label_topics(dataset, model, show_progress=False)["topic_probs"]
-    model.fit(list(toy_documents(3, seed=9)["text"]), [0, 1, 2] * 3)
+    # One weight of one n-gram of the document changes, as after a retrain on a few more documents.
+    bucket = next(iter(ngram_counts("telescope", model.config)))
+    with torch.no_grad():
+        model.weight.weight[bucket, 0] += 1.0
     after = label_topics(dataset, model, show_progress=False)["topic_probs"]
+    np.testing.assert_array_equal(np.array(after), model.predict_proba(dataset["text"]))
     assert not np.array_equal(np.array(before), np.array(after))
 
 
