@@ -293,6 +293,9 @@ def train_topic_classifier(
         model_name_or_path: an encoder on the Hub or on disk (the paper uses
             `huawei-noah/TinyBERT_General_4L_312D` for English and `ckiplab/bert-tiny-chinese` for Chinese);
             default: the embedded all-MiniLM-L6-v2. Its classification head is replaced by a new one.
+            `char-ngrams` (`NGRAM_MODEL_NAME`) trains the hashed n-gram classifier of
+            `hf_cpt.topics.ngram_classifier` instead, which has no epochs, learning rate, batch size or
+            max_length (the settings below it ignores).
         output_dir: receives the model and tokenizer, `metrics.json`, `confusion_matrix.png` and a model
             card `README.md`: a folder that can be pushed to the Hub as it is.
         test_size: share of each topic's documents held out (at least one per topic with two or more).
