@@ -117,8 +117,8 @@ class RecipeArguments:
 
 # Keys of `topic_classifier`, with their defaults. `model`: one encoder for every source, or a mapping
 # source -> encoder; null (or a source missing from the mapping) = the embedded all-MiniLM-L6-v2; `char-ngrams`
-# = the hashed n-gram classifier, which has no epochs, learning rate, batch size or max_length to set. `train_documents`: labelled documents to learn
-# from per source (the paper's small labelled sample; null = all of them).
+# = the hashed n-gram classifier, which has no epochs, learning rate, batch size or max_length to set.
+# `train_documents`: labelled documents to learn from per source (the paper's small labelled sample; null = all).
 CLASSIFIER_DEFAULTS: dict[str, Any] = {
     "model": None,
     "train_documents": None,
