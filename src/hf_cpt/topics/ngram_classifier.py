@@ -150,7 +150,8 @@ class NgramClassifier(torch.nn.Module):
         return digest.hexdigest()
 
     def fit(self, texts: Sequence[str], labels: Sequence[int], max_iterations: int = 100) -> None:
-        """Set the IDF from `texts` and fit the weights to the optimum of mean cross-entropy + l2/2 x ||W||².
+        """Set the IDF from `texts` and fit the weights to the optimum of mean cross-entropy + l2/2 x ||W||²
+        (L-BFGS, at most `max_iterations` steps: on the bundled documents 100 and 500 give the same labels).
 
         Only the buckets of the training documents get a gradient (the penalty keeps the rest at zero), so the
         fit runs on a dense matrix of those columns, documents x present buckets, and writes their rows back.
