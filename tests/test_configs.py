@@ -65,7 +65,9 @@ def test_embedded_default_is_small_enough_for_a_cpu():
     assert [stage.mixture for stage in recipe_args.stages] == ["llama3_syne_stage1", "llama3_syne_stage2"]
     # It writes synthetic QA with the embedded model before training and runs the bundled benchmark.
     assert recipe_args.synthesis.snippets_per_discipline * recipe_args.synthesis.samples_per_seed == 2
-    assert recipe_args.eval_benchmarks == ["bundled"] and recipe_args.topic_classifier == TopicClassifierConfig()
+    assert recipe_args.eval_benchmarks == ["bundled"]
+    # MiniLM (the default) for web-en; Chinese, which MiniLM reads as [UNK], gets the character n-grams.
+    assert recipe_args.topic_classifier == TopicClassifierConfig(model={"web-cn": "char-ngrams"})
 
 
 @pytest.mark.parametrize(

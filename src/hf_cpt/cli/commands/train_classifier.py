@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, help="Folder for the classifier, metrics.json and its card.")
     parser.add_argument("--taxonomy", default="en", help="en, cn, or a YAML file with name, language and topics.")
     parser.add_argument("--model", help="Encoder to fine-tune (e.g. huawei-noah/TinyBERT_General_4L_312D); default: "
-                        "the embedded all-MiniLM-L6-v2.")  # fmt: skip
+                        "the embedded all-MiniLM-L6-v2; char-ngrams: the hashed n-gram classifier.")  # fmt: skip
     add_data_arguments(parser)
     parser.add_argument("--label-column", default="topic")
     parser.add_argument("--test-size", type=float, default=0.2, help="Share held out (stratified) for the metrics.")
