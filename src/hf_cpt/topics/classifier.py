@@ -223,6 +223,28 @@ def _model_card(report: ClassifierReport, taxonomy: Taxonomy, base_model: str, b
     return render_card("topic_classifier_card.md", card_data, report=report, taxonomy=taxonomy, encoder=base_model)
 
 
+def labelled_split(
+    dataset: Dataset, taxonomy: Taxonomy, text_column: str, label_column: str, test_size: float, seed: int
+) -> tuple[list[int], list[int], list[int]]:
+    """Class ids of the labelled documents and their stratified train / held-out rows, for any classifier.
+
+    Refuses what cannot be measured (no topic with two documents) or learnt (a single topic).
+    """
+    labels = _label_ids(dataset, taxonomy, text_column, label_column)
+    train_rows, heldout_rows = stratified_split(labels, test_size, seed)
+    if len(heldout_rows) == 0:
+        raise ValueError(
+            f"No topic in column {label_column!r} has two labelled documents, so none can be held out for "
+            "measuring; label at least two documents of a topic."
+        )
+    if len(set(labels)) < 2:
+        raise ValueError(
+            f"Column {label_column!r} holds one topic only ({taxonomy.topics[labels[0]]!r}), and a classifier of one "
+            "class learns nothing (its accuracy would be 1.0 whatever it does); label documents of at least two topics."
+        )
+    return labels, train_rows, heldout_rows
+
+
 def train_topic_classifier(
     dataset: Dataset,
     taxonomy: Taxonomy | str | os.PathLike[str],
@@ -269,18 +291,7 @@ def train_topic_classifier(
             seed=seed,
         )  # fmt: skip
     taxonomy = load_taxonomy(taxonomy)
-    labels = _label_ids(dataset, taxonomy, text_column, label_column)
-    train_rows, heldout_rows = stratified_split(labels, test_size, seed)
-    if len(heldout_rows) == 0:
-        raise ValueError(
-            f"No topic in column {label_column!r} has two labelled documents, so none can be held out for "
-            "measuring; label at least two documents of a topic."
-        )
-    if len(set(labels)) < 2:
-        raise ValueError(
-            f"Column {label_column!r} holds one topic only ({taxonomy.topics[labels[0]]!r}), and a classifier of one "
-            "class learns nothing (its accuracy would be 1.0 whatever it does); label documents of at least two topics."
-        )
+    labels, train_rows, heldout_rows = labelled_split(dataset, taxonomy, text_column, label_column, test_size, seed)
     base_is_hub_id = model_name_or_path is not None and not Path(model_name_or_path).exists()
     if model_name_or_path is None:
         base_model, model_name_or_path, base_is_hub_id = EMBEDDED_CLASSIFIER_NAME, embedded_classifier_path(), True

@@ -38,9 +38,8 @@ from hf_cpt.cards import render_card
 from hf_cpt.topics.classifier import (
     NGRAM_MODEL_NAME,
     ClassifierReport,
-    _label_ids,
     heldout_report,
-    stratified_split,
+    labelled_split,
     write_report,
 )
 from hf_cpt.topics.taxonomy import Taxonomy, load_taxonomy
@@ -260,13 +259,7 @@ def train_ngram_classifier(
             "max_chars or l2."
         )
     taxonomy = load_taxonomy(taxonomy)
-    labels = _label_ids(dataset, taxonomy, text_column, label_column)
-    train_rows, heldout_rows = stratified_split(labels, test_size, seed)
-    if len(heldout_rows) == 0:
-        raise ValueError(
-            f"No topic in column {label_column!r} has two labelled documents, so none can be held out for "
-            "measuring; label at least two documents of a topic."
-        )
+    labels, train_rows, heldout_rows = labelled_split(dataset, taxonomy, text_column, label_column, test_size, seed)
     texts = dataset[text_column]
     model = NgramClassifier(NgramConfig(id2label=dict(enumerate(taxonomy.topics)), **settings))
     model.fit([texts[i] for i in train_rows], [labels[i] for i in train_rows])
