@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from datasets import ClassLabel, Dataset, DatasetInfo, Features, List, Value, concatenate_datasets
+from datasets import ClassLabel, Dataset, DatasetInfo, Features, LargeList, List, Value, concatenate_datasets
 from datasets.table import InMemoryTable
 from datasets.utils import tqdm
 from filelock import FileLock
@@ -534,14 +534,20 @@ def load_prepared(folder: str | os.PathLike[str]) -> tuple[Dataset, Dataset | No
     group = ClassLabel(names=names)
     ids = Value(manifest["dtype"])
     blocks = _mapped(folder / "train.npy")
-    input_ids = pa.FixedSizeListArray.from_arrays(_arrow_values(blocks), max_length)
+    # Variable-length list arrays over the mapped tokens (only the offsets are new memory, 4 or 8 bytes a
+    # block): tools that expect lists of lists, such as TRL's packing, refuse Arrow's fixed-size lists.
+    num_tokens = blocks.size
+    large = num_tokens > np.iinfo(np.int32).max
+    offsets = pa.array(np.arange(0, num_tokens + 1, max_length, dtype=np.int64 if large else np.int32))
+    list_array, list_feature = (pa.LargeListArray, LargeList) if large else (pa.ListArray, List)
+    input_ids = list_array.from_arrays(offsets, _arrow_values(blocks))
     train_groups = np.repeat(
         [names.index(name) for name in manifest["train_blocks"]], list(manifest["train_blocks"].values())
     )
     train = Dataset(
         InMemoryTable(pa.table({"input_ids": input_ids, "labels": input_ids, GROUP_COLUMN: train_groups})),
-        info=DatasetInfo(features=Features({"input_ids": List(ids, length=max_length),
-                                            "labels": List(ids, length=max_length), GROUP_COLUMN: group})),
+        info=DatasetInfo(features=Features({"input_ids": list_feature(ids), "labels": list_feature(ids),
+                                            GROUP_COLUMN: group})),
         fingerprint=f"{manifest['key']}-train",
     )  # fmt: skip
     validation = None
