@@ -171,10 +171,10 @@ def check_corpus_topics(
     """Refuse a corpus whose topic groups (`source/topic`) hold values outside their source's taxonomy.
 
     A topic column written by hand (`Law and Polcy`) would otherwise train as a topic of its own, with no
-    validation documents for the mixture to measure. Sources without a taxonomy (in `taxonomies`, default
-    `SOURCE_TAXONOMIES`) are not checked.
+    validation documents for the mixture to measure. `taxonomies` (source -> taxonomy) add to or replace
+    `SOURCE_TAXONOMIES`; sources with no taxonomy in either are not checked.
     """
-    taxonomies = dict(SOURCE_TAXONOMIES if taxonomies is None else taxonomies)
+    taxonomies = {**SOURCE_TAXONOMIES, **(taxonomies or {})}
     by_source: dict[str, list[str]] = {}
     for group in group_names:
         source, separator, topic = group.partition(TOPIC_SEPARATOR)
