@@ -4,6 +4,7 @@ The script runs end to end once in one process and once in two; its parts (stage
 benchmarks, the report) are tested through the library functions it calls.
 """
 
+import dataclasses
 import json
 import runpy
 import subprocess
@@ -259,10 +260,11 @@ def test_topic_classifiers_label_the_web_sources_and_stage_one_mixes_the_predict
     tmp_path, tiny_model_path, corpus_path
 ):
     output = tmp_path / "run"
-    # web-en only: the test corpus's web-cn has one topic, and a one-class classifier is refused (test_bad_inputs).
-    settings = TopicClassifierConfig(
-        epochs=1, max_length=32, test_size=0.2, train_documents=20, taxonomies={"web-en": "en"}
-    )
+    # The test corpus's web-cn has one topic: a classifier of one class is refused, naming it.
+    both = TopicClassifierConfig(epochs=1, max_length=32, test_size=0.2, train_documents=20)
+    with pytest.raises(ValueError, match=r"Column 'topic' holds one topic only \('Philosophy'\)"):
+        relabel_sources(both, corpus_path, tmp_path / "both")
+    settings = dataclasses.replace(both, taxonomies={"web-en": "en"})
     labels_dir, classifiers = relabel_sources(settings, corpus_path, output)
     assert set(classifiers) == {"web-en"}
     source_paths = dict.fromkeys(classifiers, labels_dir)
