@@ -289,3 +289,10 @@ def test_a_corpus_with_topics_outside_the_taxonomy_is_refused_naming_them():
     ):
         check_corpus_topics(["web-en/Law and Polcy", "web-en/Others", "book-en"])
     check_corpus_topics(["web-en/Law and Policy", "web-cn/Others", "my-web/anything"])  # no taxonomy: not checked
+
+
+def test_bad_json_for_mixture_importance_is_one_sentence_naming_the_flag(tmp_path):
+    from hf_cpt import CPTConfig
+
+    with pytest.raises(ValueError, match=r"--mixture_importance is not valid JSON \(.*\); give a mapping topic"):
+        CPTConfig(output_dir=str(tmp_path), mixture_importance="{web-en/Law: 2")

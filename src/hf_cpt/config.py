@@ -8,7 +8,6 @@ are the defaults here; everything else is plain `TrainingArguments`, so a `CPTCo
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ from hf_cpt.linear_cross_entropy import DEFAULT_CHUNK_SIZE, check_liger_kernel
 from hf_cpt.mixture.update import check_rule_settings
 from hf_cpt.utils.distributed import check_process_group
 from hf_cpt.utils.environment import hardware_supports_bf16
+from hf_cpt.utils.errors import parse_json_flag
 
 
 @dataclass
@@ -187,7 +187,9 @@ class CPTConfig(TrainingArguments):
 
     def _check_mixture_fields(self) -> None:
         if isinstance(self.mixture_importance, str):
-            self.mixture_importance = json.loads(self.mixture_importance)
+            self.mixture_importance = parse_json_flag(
+                "--mixture_importance", self.mixture_importance, "a mapping topic -> importance"
+            )
         if self.mixture_scope not in ("source", "all"):
             raise ValueError(f"mixture_scope is {self.mixture_scope!r}; set it to 'source' or 'all'.")
         if not 0.0 <= self.mixture_min_proportion < 1.0:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import math
 import os
 import typing
@@ -28,6 +27,7 @@ from hf_cpt.config import CPTConfig
 from hf_cpt.data.mixtures import MIXTURES, TOPIC_SOURCES, flatten_mixture, resolve_mixture
 from hf_cpt.generation.base import BACKENDS, SamplingParams
 from hf_cpt.topics.taxonomy import SOURCE_TAXONOMIES
+from hf_cpt.utils.errors import parse_json_flag
 
 
 @cache
@@ -124,17 +124,6 @@ def _from_mapping(cls: type, values: Any, where: str) -> Any:
         if key not in _field_types(cls):
             raise _unknown_key_error(where, key, _field_types(cls))
     return cls(**values)
-
-
-def _parse_json_flag(flag: str, value: str, expected: str) -> Any:
-    """The JSON a command-line flag holds, or one sentence naming the flag."""
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError as error:
-        raise ValueError(
-            f"{flag} is not valid JSON ({error.msg} at character {error.pos}); give {expected} in JSON, "
-            "quoted for the shell."
-        ) from None
 
 
 #: `StageConfig` keys that are not `CPTConfig` fields; a stage's other keys override `CPTConfig` fields.
@@ -341,7 +330,7 @@ class RecipeArguments:
         _coerce_fields(self)
         stages = self.stages
         if isinstance(stages, str):
-            stages = _parse_json_flag("--stages", stages, "a list of stages")
+            stages = parse_json_flag("--stages", stages, "a list of stages")
         if not isinstance(stages, (list, tuple)):
             raise ValueError(f"stages is {stages!r}, not a list; give a list of stages (name, num_tokens, mixture).")
         if not stages:
@@ -365,7 +354,7 @@ class RecipeArguments:
     def _nested(self, name: str, cls: type) -> Any:
         value = getattr(self, name)
         if isinstance(value, str):
-            value = _parse_json_flag(f"--{name}", value, "a mapping")
+            value = parse_json_flag(f"--{name}", value, "a mapping")
         if value is None or isinstance(value, cls):
             return value
         return _from_mapping(cls, value, name)

@@ -10,6 +10,7 @@ exceptions (a `TypeError`, a `KeyError`: bugs, not inputs) keep their traceback.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import sys
 import traceback
@@ -117,3 +118,14 @@ def run_main(main: Callable[[list[str]], object], argv: Sequence[str] | None = N
             print(f"{prog}: (add {DEBUG_FLAG} or set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
         return EXIT_ERROR
     return 0
+
+
+def parse_json_flag(flag: str, value: str, expected: str) -> object:
+    """The JSON a command-line flag holds (`--stages '[...]'`), or one sentence naming the flag."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{flag} is not valid JSON ({error.msg} at character {error.pos}); give {expected} in JSON, "
+            "quoted for the shell."
+        ) from None
