@@ -25,6 +25,7 @@ from conftest import RecordingTrainer, make_model, make_tokenizer, micro_config,
 from transformers import TrainerCallback  # noqa: E402
 from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
 
+from hf_cpt.callbacks import global_batch_size  # noqa: E402
 from hf_cpt.data import load_corpus  # noqa: E402
 from hf_cpt.mixture import plan_stage  # noqa: E402
 
@@ -58,7 +59,7 @@ def main(output: Path) -> None:
     if not corpus_dir.exists():
         write_corpus(corpus_dir)
     corpus = load_corpus(str(corpus_dir), list(RATIOS), tokenizer, 32, topic_sources=["web-en", "web-cn"])
-    global_batch = args.per_device_train_batch_size * args.world_size
+    global_batch = global_batch_size(args)
     sampler = plan_stage(corpus.train, RATIOS, 32 * BLOCKS, global_batch, seed=3)
     trainer = StallingTrainer(
         model=make_model(len(tokenizer)),
