@@ -26,12 +26,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import PartialState
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from hf_cpt.data import DEMO_CORPUS_PATH, load_corpus
 from hf_cpt.hub import model_card
@@ -45,7 +47,29 @@ from hf_cpt.trainer import DATA_RECIPE_NAME
 from hf_cpt.utils.errors import run_main
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "llama3_syne_demo.yaml"
+FINAL_MODEL_DIR = "final_model"
 logger = logging.getLogger("llama3_syne")
+
+
+def save_final_model(
+    output_dir: Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, recipe: dict[str, Any], card: str
+) -> Path:
+    """Write `output_dir/final_model` whole or not at all: weights, tokenizer, data recipe and model card.
+
+    The folder is written as `.tmp-final_model` and renamed into place once complete, so a run killed while it
+    saves leaves no `final_model/` that looks finished without its recipe or card (`hf-cpt push` uploads the
+    folder as it is); the same command run again clears the staging folder and writes it anew.
+    """
+    final_dir, staging = output_dir / FINAL_MODEL_DIR, output_dir / f".tmp-{FINAL_MODEL_DIR}"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    (staging / DATA_RECIPE_NAME).write_text(json.dumps(recipe, indent=2, ensure_ascii=False), encoding="utf-8")
+    (staging / "README.md").write_text(card, encoding="utf-8")  # `hf-cpt push` uploads it with the model
+    if final_dir.exists():
+        shutil.rmtree(final_dir)
+    os.replace(staging, final_dir)
+    return final_dir
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,11 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     after = run_benchmarks(model, tokenizer, args.eval_benchmarks, config.output_dir, "after", **eval_options)
 
     if state.is_main_process:
-        final_dir = os.path.join(config.output_dir, "final_model")
-        model.save_pretrained(final_dir)
-        tokenizer.save_pretrained(final_dir)
         recipe = {stage.name: stage.recipe for stage in stages}
-        Path(final_dir, DATA_RECIPE_NAME).write_text(json.dumps(recipe, indent=2, ensure_ascii=False))
         evaluation = {"before": before, "after": after} if before is not None else None
         card = model_card(
             base_model=model_name,
@@ -125,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
             mixture={stage.name: stage.mixture for stage in stages},
             curriculum={stage.name: stage.curriculum for stage in stages},
         )
-        Path(final_dir, "README.md").write_text(card, encoding="utf-8")  # `hf-cpt push` uploads it with the model
+        save_final_model(Path(config.output_dir), model, tokenizer, recipe, card)
         report = write_run_report(
             config.output_dir,
             model_name=model_name,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hf_cpt.data.packing import TOPIC_SEPARATOR, source_of
+from hf_cpt.utils.io import atomic_path, write_text_atomically
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -382,9 +383,13 @@ def write_run_report(
     from hf_cpt.mixture.callback import HISTORY_NAME
 
     output = Path(output_dir)
-    (output / "validation_perplexity.json").write_text(json.dumps(ppl_tables, indent=2, ensure_ascii=False))
-    plot_training_loss({stage.name: stage.log_history for stage in stages}, output / "training_loss.png")
-    plot_group_perplexity(ppl_tables, output / "validation_perplexity.png")
+    # Every file whole or not at all (`atomic_path`), `report.md` last: a run killed while it writes the report
+    # leaves the previous one, and the same command run again writes it anew.
+    write_text_atomically(output / "validation_perplexity.json", json.dumps(ppl_tables, indent=2, ensure_ascii=False))
+    with atomic_path(output / "training_loss.png") as temporary:
+        plot_training_loss({stage.name: stage.log_history for stage in stages}, temporary)
+    with atomic_path(output / "validation_perplexity.png") as temporary:
+        plot_group_perplexity(ppl_tables, temporary)
     lines = [
         "# Llama-3-SynE continual pre-training report",
         "",
@@ -430,5 +435,5 @@ def write_run_report(
         lines += ["", "## Benchmarks before and after CPT", "", table]
     lines += ["", "## Training loss", "", "![training loss](training_loss.png)", ""]
     path = output / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
+    write_text_atomically(path, "\n".join(lines))
     return path

@@ -43,6 +43,7 @@ from hf_cpt.data.packing import source_of
 from hf_cpt.mixture.callback import check_training_rows
 from hf_cpt.mixture.sampler import TopicMixtureSampler
 from hf_cpt.utils.distributed import next_common_position
+from hf_cpt.utils.io import atomic_path, write_text_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -183,8 +184,8 @@ class PPLCurriculumCallback(CheckpointedCallback):
         if self.scores is not None and not restored:
             self.scores_path = str(Path(args.output_dir) / SCORES_NAME)
             if state.is_world_process_zero:
-                Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-                np.save(self.scores_path, self.scores)
+                with atomic_path(self.scores_path) as temporary:
+                    np.save(temporary, self.scores)
         self._install()
         for rescore in self.rescores:
             self._replay_rescore(rescore)
@@ -249,7 +250,8 @@ class PPLCurriculumCallback(CheckpointedCallback):
             "digest": _digest(unseen, scores),
         }
         if state.is_world_process_zero:
-            np.savez(rescore["path"], blocks=unseen, scores=scores)
+            with atomic_path(rescore["path"]) as temporary:
+                np.savez(temporary, blocks=unseen, scores=scores)
         self._apply_rescore(rescore, dict(zip(unseen.tolist(), scores.tolist(), strict=True)))
         self.rescores.append(rescore)
         logger.info("Curriculum re-scored %d blocks not drawn yet at step %d.", len(unseen), state.global_step)
@@ -314,7 +316,9 @@ class PPLCurriculumCallback(CheckpointedCallback):
         self.progress.append({"step": state.global_step, "groups": groups})
         self.queue_metrics({f"curriculum/group/{topic}": group for topic, group in groups.items()})
         if state.is_world_process_zero:
-            (Path(args.output_dir) / PROGRESS_NAME).write_text(json.dumps(self.summary(), indent=2, ensure_ascii=False))
+            write_text_atomically(
+                Path(args.output_dir) / PROGRESS_NAME, json.dumps(self.summary(), indent=2, ensure_ascii=False)
+            )
 
     def summary(self) -> dict[str, Any]:
         """The curriculum and the difficulty group each topic reached at every logging step (`curriculum.json`)."""

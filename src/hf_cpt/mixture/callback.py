@@ -39,6 +39,7 @@ from hf_cpt.mixture.sampler import TopicMixtureSampler
 from hf_cpt.mixture.update import check_rule_settings, compute_mixture_update
 from hf_cpt.perplexity import perplexity_by_group
 from hf_cpt.utils.distributed import next_common_position, rank_and_world
+from hf_cpt.utils.io import atomic_path, write_text_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -342,5 +343,7 @@ class TopicPerplexityCallback(CheckpointedCallback):
         settings = {"alpha": self.alpha, "importance": self.importance, "round_steps": self.round_steps}
         settings |= {"round_tokens": self.round_tokens, "min_proportion": self.min_proportion}
         payload = {"settings": settings, "rounds": self.rounds}
-        (output / f"{HISTORY_NAME}.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False))
-        plot_mixture_history(self.rounds, output / f"{HISTORY_NAME}.png")
+        # Whole or not at all: a run killed while it writes them keeps the previous round's.
+        write_text_atomically(output / f"{HISTORY_NAME}.json", json.dumps(payload, indent=2, ensure_ascii=False))
+        with atomic_path(output / f"{HISTORY_NAME}.png") as temporary:
+            plot_mixture_history(self.rounds, temporary)
