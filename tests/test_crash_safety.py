@@ -122,6 +122,7 @@ def _trainer(output_dir, tokenizer, corpus, ratios=RATIOS, model_seed=3, **overr
         train_dataset=corpus.train,
         train_sampler=plan_stage(corpus.train, ratios, MAX_LENGTH * BLOCKS, 4, seed=1),
         processing_class=tokenizer,
+        topic_eval_dataset=corpus.validation if args.mixture_alpha is not None else None,
     )
 
 
@@ -130,6 +131,20 @@ def finished_run(tmp_path_factory, tokenizer, corpus):
     """An uninterrupted run of 6 steps with checkpoints 2, 4 and 6."""
     folder = tmp_path_factory.mktemp("finished")
     trainer = _trainer(folder, tokenizer, corpus)
+    trainer.train()
+    trainer.save_model()
+    return folder, trainer
+
+
+# The topic mixture, with rounds at steps 3 and 6.
+MIXTURE = {"mixture_alpha": 0.5, "mixture_round_steps": 3}
+
+
+@pytest.fixture(scope="module")
+def finished_mixture_run(tmp_path_factory, tokenizer, corpus):
+    """An uninterrupted run of 6 steps with the topic mixture and checkpoints 2, 4 and 6."""
+    folder = tmp_path_factory.mktemp("finished-mixture")
+    trainer = _trainer(folder, tokenizer, corpus, **MIXTURE)
     trainer.train()
     trainer.save_model()
     return folder, trainer
@@ -203,6 +218,39 @@ def test_resume_on_mismatch_continues_by_position_within_the_budget(tmp_path, to
     assert changed.state.global_step == 6
     assert sum(changed.tokens_consumed.values()) == BLOCKS * MAX_LENGTH
     assert changed.seen == [changed.train_dataset[i]["input_ids"] for i in changed.train_sampler.indices(16, 24)]
+
+
+@pytest.mark.parametrize("rounds", [False, True], ids=["fixed mixture", "topic mixture"])
+def test_an_edited_mixture_resumed_on_mismatch_applies_from_the_position_reached_as_the_recipe_records(
+    rounds, request, tmp_path, tokenizer, corpus, caplog
+):
+    folder, full = request.getfixturevalue("finished_mixture_run" if rounds else "finished_run")
+    run = _copy(folder, tmp_path / "run")
+    trained = json.loads((run / "checkpoint-4" / "data_recipe.json").read_text())["weight_history"]
+    changed = _trainer(
+        run, tokenizer, corpus, ratios=OTHER_RATIOS, resume_on_mismatch=True, **(MIXTURE if rounds else {})
+    )
+    edited = changed.train_sampler.history[0][1]
+    with caplog.at_level(logging.WARNING, logger="hf_cpt"):
+        changed.train(resume_from_checkpoint=str(run / "checkpoint-4"))
+    assert "the edited mixture applying from there on (the blocks before it keep the weights" in caplog.text
+    # The 16 blocks trained before the checkpoint, as they were drawn; the edited mixture from there on.
+    before = [entry for entry in trained if entry["position"] < 16]
+    history = changed.data_recipe()["weight_history"]
+    assert history[: len(before)] == before and before[0]["weights"] != edited
+    assert history[len(before)] == {"position": 16, "weights": edited}
+    assert changed.train_sampler.indices(0, 16).tolist() == full.train_sampler.indices(0, 16).tolist()
+    assert changed.seen == [changed.train_dataset[i]["input_ids"] for i in changed.train_sampler.indices(16, 24)]
+    drawn = changed.train_sampler.draws_per_topic(24)
+    assert changed.tokens_consumed == {name: drawn.get(name, 0) * MAX_LENGTH for name in changed.group_names}
+    if rounds:  # the round at step 6 re-weighted the edited mixture, not the weights it replaced
+        last = changed.mixture_callback.rounds[-1]
+        assert last["step"] == 6 and history[-1]["weights"] == last["proportions"]
+        moved = last["factor"]  # the rule keeps the moved topics' total share
+        share, norm = sum(edited[name] for name in moved), sum(edited[name] * moved[name] for name in moved)
+        for name, weight in edited.items():
+            expected = share * weight * moved[name] / norm if name in moved else weight
+            assert last["proportions"][name] == pytest.approx(expected), name
 
 
 def test_a_checkpoint_without_optimizer_state_resumes_with_a_warning(tmp_path, tokenizer, corpus, finished_run, caplog):

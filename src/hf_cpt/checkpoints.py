@@ -10,8 +10,10 @@ run's fingerprint (`run_fingerprint.json`): the stage's mixture, the corpus, blo
 size, and the config fields that change the data order. A resume whose fingerprint differs stops with one sentence
 naming what changed (`check_resume`), unless `CPTConfig.resume_on_mismatch` asks to go on; then, and for a changed
 world size or batch, the data order continues at the global position (blocks) the checkpoint had reached and the
-stage's token budget holds to the block. `check_finished_stage` does the same for a stage whose finished folder is
-about to be reused.
+stage's token budget holds to the block. An edited mixture applies from that position on: the blocks before it keep
+the weights they were drawn with (restored from the checkpoint's data recipe, the topic mixture's rounds
+included), so the data recipe's weight history records what was trained. `check_finished_stage` does the same
+for a stage whose finished folder is about to be reused.
 """
 
 from __future__ import annotations
@@ -178,16 +180,20 @@ def check_resume(
     if changed:
         sentence = (
             f"The run changed since {where} was written ({'; '.join(changed)}); set resume_on_mismatch=True to "
-            "resume anyway (the data order continues at the position reached, the token budget holds), or start "
-            "the stage afresh in a new output_dir."
+            "resume anyway (the data order continues at the position reached, an edited mixture applying from "
+            "there, and the token budget holds), or start the stage afresh in a new output_dir."
         )
         if not allow_changes:
             raise ValueError(sentence)
+        edited = any(change.startswith("mixture") for change in changed)
         logger.warning(
             "Resuming %s although the run changed (%s), as resume_on_mismatch asks: the data order continues at "
-            "the position reached and the token budget holds.",
+            "the position reached%s and the token budget holds.",
             where,
             "; ".join(changed),
+            ", the edited mixture applying from there on (the blocks before it keep the weights they were drawn with)"
+            if edited
+            else "",
         )
     return fingerprint_changes(elastic, {field: current.get(field) for field in ELASTIC_FIELDS}) + changed
 

@@ -65,7 +65,9 @@ class CPTConfig(TrainingArguments):
     seed, batch, world size, the fields that change the data order); a resume whose fingerprint differs stops with
     one sentence naming what changed.
         resume_on_mismatch: resume anyway: the data order continues at the global position reached and the
-            stage's token budget holds exactly (a changed world size or batch is always resumed this way).
+            stage's token budget holds exactly (a changed world size or batch is always resumed this way); an
+            edited mixture applies from that position on, the blocks before it keeping the weights they were
+            drawn with.
     """
 
     # Method-specific defaults (§3.4).

@@ -139,9 +139,11 @@ class CPTTrainer(Trainer):
         # Last, so that it places the sampler after the mixture and curriculum have restored theirs.
         self.add_callback(_ContinueAtPosition(self))
 
-    # (step, position) of a resume that continues the order by position, and the folder a checkpoint is staged in
-    # while it is written. Class defaults: neither.
+    # (step, position) of a resume that continues the order by position, the sampler's weight history to resume
+    # with when the stage's mixture was edited since (`_edited_mixture_history`), and the folder a checkpoint is staged
+    # in while it is written. Class defaults: none.
     _resume_at: tuple[int, int] | None = None
+    _resume_history: list[tuple[int, dict[str, float]]] | None = None
     _staging_root: str | None = None
 
     def _require_topic_sampler(self, field: str) -> TopicMixtureSampler:
@@ -486,7 +488,7 @@ class CPTTrainer(Trainer):
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
         """`Trainer.train`, resuming only from a complete checkpoint of the same run (see `hf_cpt.checkpoints`)."""
         checkpoint = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
-        self._resume_at = None
+        self._resume_at, self._resume_history = None, None
         ignore_data_skip, max_steps = self.args.ignore_data_skip, self.args.max_steps
         if checkpoint is not None:
             self._check_resumed_run(checkpoint)
@@ -555,14 +557,59 @@ class CPTTrainer(Trainer):
         self._resume_at = (step, trained)
         args.ignore_data_skip = True
         args.max_steps = step + left
+        self._resume_history = self._edited_mixture_history(checkpoint, trained)
+
+    def _edited_mixture_history(self, checkpoint: str, position: int) -> list[tuple[int, dict[str, float]]] | None:
+        """The weights to resume with when the stage's mixture was edited since the checkpoint; else None.
+
+        The checkpoint's weight changes before `position`, read from its data recipe (`weight_history`, the
+        sampler's history as saved, round changes of the topic mixture included), so that the order, the drawn
+        blocks and the targets of the blocks already trained replay as trained; then the edited mixture from
+        `position` on. A round change the checkpoint had scheduled past `position` gives way to the edit.
+        """
+        path = os.path.join(checkpoint, DATA_RECIPE_NAME)
+        if not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8") as file:
+            trained = json.load(file).get("weight_history")
+        planned = self.train_sampler.history[0][1]
+        if not trained or trained[0]["weights"] == planned:
+            return None
+        kept = [(entry["position"], entry["weights"]) for entry in trained if entry["position"] < position]
+        return [*kept, (position, planned)]
+
+    def _continue_edited_mixture(self) -> None:
+        """Give the sampler the history of `_edited_mixture_history` (after the topic mixture restored its own).
+
+        The topic mixture's rounds then re-weight from the edited weights, over the topics those draw.
+        """
+        sampler, names = self.train_sampler, self.train_sampler.topic_names
+        state = sampler.state_dict()
+        state["history"] = [
+            {"position": position, "weights": [weights.get(name, 0.0) for name in names]}
+            for position, weights in self._resume_history
+        ]
+        sampler.load_state_dict(state)
+        if self.mixture_callback is not None:
+            self.mixture_callback.select_validation()
+        logger.info(
+            "Weights before position %d as trained, the edited mixture from there on%s (the data recipe's "
+            "weight_history records both).",
+            self._resume_history[-1][0],
+            ", the topic mixture's rounds re-weighting from it" if self.mixture_callback is not None else "",
+        )
 
 
 class _ContinueAtPosition(TrainerCallback):
-    """At the start of a resumed run that continues by position, put the sampler at that position."""
+    """At the start of a resumed run that continues by position, put the sampler at that position (with the edited
+    mixture from there on, when the stage's mixture was edited since the checkpoint)."""
 
     def __init__(self, trainer: CPTTrainer) -> None:
         self.trainer = trainer
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if self.trainer._resume_at is not None:
-            self.trainer.train_sampler.seek(self.trainer._resume_at[1])
+        if self.trainer._resume_at is None:
+            return
+        if self.trainer._resume_history is not None:
+            self.trainer._continue_edited_mixture()
+        self.trainer.train_sampler.seek(self.trainer._resume_at[1])

@@ -229,7 +229,7 @@ class TopicPerplexityCallback(CheckpointedCallback):
                 state.logging_steps,
             )
         restored = self._restore(state)
-        self._select_validation()
+        self.select_validation()
         if restored:
             return
         record = {
@@ -243,8 +243,12 @@ class TopicPerplexityCallback(CheckpointedCallback):
         }
         self._record(record, args, state)
 
-    def _select_validation(self) -> None:
-        """Keep the validation documents of the topics the rule can move: drawn ones sharing a scope with another."""
+    def select_validation(self) -> None:
+        """Keep the validation documents of the topics the rule can move: drawn ones sharing a scope with another.
+
+        Called at the start of training, and again by `CPTTrainer` when a resume replaces the weights (an edited
+        mixture, `resume_on_mismatch`).
+        """
         weights = self.sampler.weights
         scope_sizes = Counter(self.partition.get(name, "") for name in weights)
         topics = [name for name in weights if scope_sizes[self.partition.get(name, "")] > 1]
