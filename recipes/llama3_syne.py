@@ -23,6 +23,7 @@ last checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -35,14 +36,15 @@ import torch
 from accelerate import PartialState
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from hf_cpt.data import DEMO_CORPUS_PATH, load_corpus
+from hf_cpt.config import CPTConfig
+from hf_cpt.data import DEMO_CORPUS_PATH, Corpus, load_corpus
 from hf_cpt.hub import model_card
 from hf_cpt.modeling import EMBEDDED_MODEL_ID, check_max_length, embedded_model_path, load_causal_lm
 from hf_cpt.reporting import write_run_report
-from hf_cpt.run_config import RecipeParser
+from hf_cpt.run_config import RecipeArguments, RecipeParser
 from hf_cpt.stages import run_benchmarks, run_stage, validation_perplexity
 from hf_cpt.synth import generate_for_recipe
-from hf_cpt.topics import check_corpus_topics, relabel_sources
+from hf_cpt.topics import check_corpus_topics, merge_groups, relabel_sources
 from hf_cpt.trainer import DATA_RECIPE_NAME
 from hf_cpt.utils.errors import run_main
 
@@ -70,6 +72,41 @@ def save_final_model(
         shutil.rmtree(final_dir)
     os.replace(staging, final_dir)
     return final_dir
+
+
+def load_run_corpus(
+    args: RecipeArguments,
+    config: CPTConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset_path: str,
+    extra_train: dict[str, Any] | None = None,
+    source_paths: dict[str, str] | None = None,
+) -> Corpus:
+    """The run's corpus, its topics checked against the taxonomies (labels the classifiers wrote are theirs).
+
+    A topic value outside its source's taxonomy is refused, or with `unknown_topics: others` its blocks and
+    validation documents count as the source's `Others`.
+    """
+    corpus = load_corpus(
+        dataset_path,
+        args.sources,
+        tokenizer,
+        config.max_length,
+        args.text_column,
+        args.topic_column,
+        args.topic_sources,
+        args.min_doc_tokens,
+        args.num_proc,
+        extra_train=extra_train,
+        source_paths=source_paths,
+    )
+    groups = check_corpus_topics(
+        corpus.group_names,
+        args.topic_classifier.taxonomies if args.topic_classifier else None,
+        unknown_to_others=args.unknown_topics == "others",
+    )
+    validation = merge_groups(corpus.validation, groups) if corpus.validation is not None else None
+    return dataclasses.replace(corpus, train=merge_groups(corpus.train, groups), validation=validation)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,21 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         source_paths = dict.fromkeys(classifiers, labels_dir)
 
     with state.main_process_first():
-        corpus = load_corpus(
-            dataset_path,
-            args.sources,
-            tokenizer,
-            config.max_length,
-            args.text_column,
-            args.topic_column,
-            args.topic_sources,
-            args.min_doc_tokens,
-            args.num_proc,
-            extra_train=extra_train,
-            source_paths=source_paths,
-        )
-    # Topics the data brought must be the taxonomy's (labels the classifiers wrote are).
-    check_corpus_topics(corpus.group_names, args.topic_classifier.taxonomies if args.topic_classifier else None)
+        corpus = load_run_corpus(args, config, tokenizer, dataset_path, extra_train, source_paths)
     model = load_causal_lm(model_path, config.attn_implementation, dtype=getattr(torch, args.model_dtype))
     model.to(state.device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

@@ -285,6 +285,10 @@ class SynthesisConfig:
         )
 
 
+#: What `RecipeArguments.unknown_topics` may say of topic values outside a source's taxonomy.
+UNKNOWN_TOPICS = ("error", "others")
+
+
 @dataclass
 class RecipeArguments:
     """What to train and on which data; training options are `CPTConfig` fields."""
@@ -302,6 +306,10 @@ class RecipeArguments:
         default_factory=lambda: list(TOPIC_SOURCES), metadata={"help": "Sources packed per topic."}
     )
     min_doc_tokens: int = field(default=20, metadata={"help": "Drop documents shorter than this (released code: 20)."})
+    unknown_topics: str = field(
+        default="error",
+        metadata={"help": "Topic values outside a source's taxonomy: error (refused) or others (counted as Others)."},
+    )
     # A list of mappings in YAML; on the command line, the same as a JSON string.
     stages: list[StageConfig] | str | None = field(
         default=None,
@@ -328,6 +336,11 @@ class RecipeArguments:
 
     def __post_init__(self) -> None:
         _coerce_fields(self)
+        if self.unknown_topics not in UNKNOWN_TOPICS:
+            raise ValueError(
+                f"unknown_topics is {self.unknown_topics!r}; set it to error (refuse topic values outside a source's "
+                "taxonomy) or others (count them as Others)."
+            )
         stages = self.stages
         if isinstance(stages, str):
             stages = parse_json_flag("--stages", stages, "a list of stages")

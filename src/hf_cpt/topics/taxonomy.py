@@ -12,10 +12,15 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import yaml
 
-from hf_cpt.data.packing import TOPIC_SEPARATOR
+from hf_cpt.data.packing import GROUP_COLUMN, TOPIC_SEPARATOR, read_group_ids, source_of
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -166,26 +171,57 @@ def load_taxonomy(name_or_path: str | os.PathLike[str] | Taxonomy) -> Taxonomy:
 
 
 def check_corpus_topics(
-    group_names: Iterable[str], taxonomies: Mapping[str, Taxonomy | str | os.PathLike[str]] | None = None
-) -> None:
+    group_names: Iterable[str],
+    taxonomies: Mapping[str, Taxonomy | str | os.PathLike[str]] | None = None,
+    *,
+    unknown_to_others: bool = False,
+) -> dict[str, str]:
     """Refuse a corpus whose topic groups (`source/topic`) hold values outside their source's taxonomy.
 
     A topic column written by hand (`Law and Polcy`) would otherwise train as a topic of its own, with no
     validation documents for the mixture to measure. `taxonomies` (source -> taxonomy) add to or replace
     `SOURCE_TAXONOMIES`; sources with no taxonomy in either are not checked.
+
+    Returns:
+        the group each group counts as: itself, or with `unknown_to_others` (the recipe's `unknown_topics:
+        others`) `source/Others` for a topic outside the taxonomy (with a warning); `merge_groups` applies it.
     """
     taxonomies = {**SOURCE_TAXONOMIES, **(taxonomies or {})}
+    groups = {group: group for group in group_names}
     by_source: dict[str, list[str]] = {}
-    for group in group_names:
+    for group in groups:
         source, separator, topic = group.partition(TOPIC_SEPARATOR)
         if separator and source in taxonomies:
             by_source.setdefault(source, []).append(topic)
     for source, topics in by_source.items():
         taxonomy = load_taxonomy(taxonomies[source])
         unknown = sorted(set(topics) - set(taxonomy.topics))
-        if unknown:
+        if unknown and not unknown_to_others:
             raise ValueError(
                 f"Source {source!r} has topic values outside taxonomy {taxonomy.name!r}: {unknown[:10]}; relabel "
-                f"those documents as topics of {list(taxonomy.topics)}, or set topic_classifier to label the "
-                "source with the taxonomy."
+                f"those documents as topics of {list(taxonomy.topics)}, set topic_classifier to label the source "
+                f"with the taxonomy, or set unknown_topics: others to count them as {OTHERS!r}."
             )
+        for topic, counted in check_topic_values(topics, source, taxonomy, unknown_to_others=True).items():
+            groups[f"{source}{TOPIC_SEPARATOR}{topic}"] = f"{source}{TOPIC_SEPARATOR}{counted}"
+    return groups
+
+
+def merge_groups(dataset: Dataset, groups: Mapping[str, str]) -> Dataset:
+    """`dataset` with each row's `group` replaced by the group it counts as (`check_corpus_topics`'s answer).
+
+    The names keep the corpus's order: the sources as they come, each source's topics sorted. Only the `group`
+    column is rewritten (in memory, 8 bytes per row); the tokens stay where they are. A dataset whose groups
+    all count as themselves is returned as it is.
+    """
+    from datasets import ClassLabel
+
+    names = dataset.features[GROUP_COLUMN].names
+    if all(groups.get(name, name) == name for name in names):
+        return dataset
+    sources = list(dict.fromkeys(source_of(name) for name in names))
+    merged = sorted({groups.get(name, name) for name in names}, key=lambda name: (sources.index(source_of(name)), name))
+    lookup = np.array([merged.index(groups.get(name, name)) for name in names], dtype=np.int64)
+    ids = lookup[read_group_ids(dataset)]
+    feature = ClassLabel(names=merged)
+    return dataset.remove_columns(GROUP_COLUMN).add_column(GROUP_COLUMN, ids, feature=feature)
