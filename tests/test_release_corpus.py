@@ -284,3 +284,22 @@ def test_hold_out_validation_splits_a_source_into_disjoint_training_and_validati
     assert sorted([*train["text"], *validation["text"]]) == sorted(dataset["text"])
     assert list(validation["text"]) == [dataset["text"][row] for row in record["rows"]["book-en"]]
     assert {"document 10", "document 11"} <= set(train["text"])
+
+
+def test_a_finished_run_run_again_asks_nothing_and_rewrites_no_labelled_split(paper_run):
+    """A labelled split written again would get a new fingerprint, and its corpus a new prepared key: the finished
+    stages' drawn blocks would then belong to another corpus. (Run in place: a corpus read from another folder is
+    another corpus to `datasets`; what this run leaves is what it found.)"""
+    output = paper_run["output"]
+    labelled = sorted((output / "topic_labels" / "data").rglob("*.parquet"))
+    stamps = {path: path.stat().st_mtime_ns for path in labelled}
+    held_out = json.loads((output / "validation_held_out.json").read_text())
+    config = yaml.safe_load(paper_run["config"].read_text())
+    server = ChatServer({})
+    with server.running() as url:
+        config["topic_classifier"]["annotate"]["base_url"] = url
+        paper_run["config"].write_text(yaml.safe_dump(config, allow_unicode=True))
+        run_recipe("--config", str(paper_run["config"]))
+    assert server.requests == []
+    assert {path: path.stat().st_mtime_ns for path in labelled} == stamps
+    assert json.loads((output / "validation_held_out.json").read_text()) == held_out
