@@ -303,3 +303,20 @@ def test_a_finished_run_run_again_asks_nothing_and_rewrites_no_labelled_split(pa
     assert server.requests == []
     assert {path: path.stat().st_mtime_ns for path in labelled} == stamps
     assert json.loads((output / "validation_held_out.json").read_text()) == held_out
+
+
+def test_topics_missing_without_annotate_and_bad_annotate_settings_are_refused_naming_the_field(tmp_path):
+    from hf_cpt.run_config import RecipeArguments, TopicClassifierConfig
+    from hf_cpt.topics import relabel_sources
+
+    root = write_release(tmp_path / "release", {"web-en": [("item 1 some words", None)] * 4})
+    with pytest.raises(ValueError, match=r"Source 'web-en' has no 'topic' column .* set topic_classifier.annotate"):
+        relabel_sources(TopicClassifierConfig(taxonomies={"web-en": "en"}), str(root), tmp_path / "run")
+    with pytest.raises(ValueError, match=r"topic_classifier.annotate.model is missing"):
+        TopicClassifierConfig(annotate={"backend": "openai"})
+    with pytest.raises(ValueError, match=r"topic_classifier.annotate has no key 'document'; did you mean `documents`"):
+        TopicClassifierConfig(annotate={"model": "m", "document": 10})
+    with pytest.raises(ValueError, match=r"topic_classifier.annotate.backend is 'gpt'"):
+        TopicClassifierConfig(annotate={"backend": "gpt", "model": "m"})
+    with pytest.raises(ValueError, match=r"validation_documents is -1"):
+        RecipeArguments(stages=[{"name": "s", "num_tokens": 64, "mixture": {"book-en": 1.0}}], validation_documents=-1)
