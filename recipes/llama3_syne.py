@@ -15,7 +15,9 @@ on the command line (`--max_steps 4`, `--output_dir runs/x`; `--stages`, `--topi
 `--synthesis` take JSON). Writes into `output_dir`: one folder per stage (checkpoints and the stage's model,
 plus `topic_mixture.json`/`.png` for a stage with the topic mixture and `curriculum.json` for one with a
 curriculum), `final_model/`, `report.md`, `training_loss.png`, `validation_perplexity.png` and `.json`,
-`topic_labels/` (the classifiers and the relabelled web sources) when `topic_classifier` is set, and
+`validation_held_out.json` (the documents held out as validation of sources that have no validation split,
+`validation_documents` per source and topic), `topic_labels/` (the LLM's annotations where a web source has no
+topics, the classifiers and the relabelled web sources) when `topic_classifier` is set, and
 `synthetic_qa/` (the generated pairs, their records, rejects, report and dataset card) when `synthesis` is
 set. A stage whose folder already holds its finished model is skipped; an unfinished one resumes from its
 last checkpoint.
@@ -47,9 +49,11 @@ from hf_cpt.synth import generate_for_recipe
 from hf_cpt.topics import check_corpus_topics, merge_groups, relabel_sources
 from hf_cpt.trainer import DATA_RECIPE_NAME
 from hf_cpt.utils.errors import run_main
+from hf_cpt.utils.io import write_text_atomically
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "llama3_syne_demo.yaml"
 FINAL_MODEL_DIR = "final_model"
+HELD_OUT_NAME = "validation_held_out.json"
 logger = logging.getLogger("llama3_syne")
 
 
@@ -99,6 +103,8 @@ def load_run_corpus(
         args.num_proc,
         extra_train=extra_train,
         source_paths=source_paths,
+        validation_documents=args.validation_documents,  # held out where a source has no validation split
+        validation_seed=config.seed,
     )
     groups = check_corpus_topics(
         corpus.group_names,
@@ -160,6 +166,10 @@ def main(argv: list[str] | None = None) -> None:
 
     if state.is_main_process:
         recipe = {stage.name: stage.recipe for stage in stages}
+        if corpus.held_out:  # which documents left training to be validation, per source and topic
+            write_text_atomically(
+                Path(config.output_dir, HELD_OUT_NAME), json.dumps(corpus.held_out, ensure_ascii=False)
+            )
         evaluation = {"before": before, "after": after} if before is not None else None
         card = model_card(
             base_model=model_name,

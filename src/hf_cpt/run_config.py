@@ -24,6 +24,7 @@ from typing import Any
 from trl import TrlParser
 
 from hf_cpt.config import CPTConfig
+from hf_cpt.data.holdout import DEFAULT_VALIDATION_DOCUMENTS
 from hf_cpt.data.mixtures import MIXTURES, TOPIC_SOURCES, flatten_mixture, resolve_mixture
 from hf_cpt.generation.base import BACKENDS, SamplingParams
 from hf_cpt.topics.taxonomy import SOURCE_TAXONOMIES
@@ -189,14 +190,68 @@ class StageConfig:
 
 
 @dataclass
+class TopicAnnotationConfig:
+    """An LLM labels a sample of each web source that has no topics, for its classifier to learn (§3.2.1).
+
+    The paper had GPT-4 label a small sample of web pages zero-shot with the Appendix B prompt; any model behind
+    the same kind of backend does (`annotate_topics`). The answers are kept as records, so a rerun asks only for
+    the documents still unanswered.
+
+    Args:
+        backend: `openai` (any OpenAI-compatible server: vLLM's `vllm serve`, the OpenAI API), `vllm` or
+            `transformers` (the model loaded in this process).
+        model: the labelling model (for `openai`, the name the server serves it under).
+        base_url: the server, for backend `openai`.
+        documents: documents of each source the LLM labels: the classifier's training (and held-out) set.
+        max_chars: characters of each document shown to the LLM.
+        batch_size: prompts per generation batch, for backend `transformers`.
+        seed: draws the sample and shuffles each prompt's topic list.
+    """
+
+    backend: str = "openai"
+    model: str | None = None
+    base_url: str = "http://localhost:8000/v1"
+    documents: int = 20000
+    max_chars: int = 2000
+    batch_size: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _coerce_fields(self, "topic_classifier.annotate")
+        if self.backend not in BACKENDS:
+            raise ValueError(
+                f"topic_classifier.annotate.backend is {self.backend!r}; set it to one of {', '.join(BACKENDS)}."
+            )
+        if self.backend == "openai" and not self.model:
+            raise ValueError(
+                "topic_classifier.annotate.model is missing; set it to the model name the server at "
+                f"{self.base_url} serves (e.g. meta-llama/Meta-Llama-3-70B-Instruct or gpt-4)."
+            )
+        if self.documents < 2:
+            raise ValueError(
+                f"topic_classifier.annotate.documents is {self.documents}; give at least 2 documents per source to "
+                "label (the paper: a small sample, thousands)."
+            )
+        for name in ("max_chars", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"topic_classifier.annotate.{name} is {getattr(self, name)}; set it to 1 or more.")
+
+
+@dataclass
 class TopicClassifierConfig:
     """Topic classifiers trained per web source and used to relabel it (§3.2.1); see `topics.relabel_sources`.
 
+    A source with a topic column learns its given topics; a source without one (the released corpus) needs
+    `annotate`: an LLM labels a sample of it first.
+
     Args:
         model: one encoder for every source, or a mapping source -> encoder; `None`: the embedded
-            all-MiniLM-L6-v2 (the paper: TinyBERT for English, a tiny Chinese BERT for Chinese).
-        train_documents: labelled documents each classifier learns from (the paper's small labelled sample);
-            `None`: all of them.
+            all-MiniLM-L6-v2 (the paper: TinyBERT for English, a tiny Chinese BERT for Chinese); `char-ngrams`:
+            the hashed n-gram classifier.
+        train_documents: of a source with given topics, the labelled documents its classifier learns from;
+            `None`: all of them. (An annotated source learns from its `annotate.documents`.)
+        annotate: how an LLM labels the sources that have no topic column (`TopicAnnotationConfig`, a mapping
+            in YAML); `None`: every source must bring its topics.
         taxonomies: source -> taxonomy (`en`, `cn` or a YAML file); the sources relabelled.
         test_size: share of each topic's documents held out to measure the classifier.
         epochs, learning_rate, batch_size: training settings.
@@ -205,6 +260,7 @@ class TopicClassifierConfig:
 
     model: str | dict[str, str] | None = None
     train_documents: int | None = None
+    annotate: TopicAnnotationConfig | dict[str, Any] | None = None
     taxonomies: dict[str, str] = field(default_factory=lambda: dict(SOURCE_TAXONOMIES))
     test_size: float = 0.25
     epochs: int = 8
@@ -214,6 +270,8 @@ class TopicClassifierConfig:
 
     def __post_init__(self) -> None:
         _coerce_fields(self, "topic_classifier")
+        if self.annotate is not None and not isinstance(self.annotate, TopicAnnotationConfig):
+            self.annotate = _from_mapping(TopicAnnotationConfig, self.annotate, "topic_classifier.annotate")
         if isinstance(self.model, Mapping) and set(self.model) - set(self.taxonomies):
             extra = sorted(set(self.model) - set(self.taxonomies))
             raise ValueError(
@@ -310,6 +368,13 @@ class RecipeArguments:
         default="error",
         metadata={"help": "Topic values outside a source's taxonomy: error (refused) or others (counted as Others)."},
     )
+    validation_documents: int = field(
+        default=DEFAULT_VALIDATION_DOCUMENTS,
+        metadata={
+            "help": "Documents held out per source (per topic of a web source) as validation where a source has no "
+            "validation split; seeded by `seed`. 0: none."
+        },
+    )
     # A list of mappings in YAML; on the command line, the same as a JSON string.
     stages: list[StageConfig] | str | None = field(
         default=None,
@@ -340,6 +405,11 @@ class RecipeArguments:
             raise ValueError(
                 f"unknown_topics is {self.unknown_topics!r}; set it to error (refuse topic values outside a source's "
                 "taxonomy) or others (count them as Others)."
+            )
+        if self.validation_documents < 0:
+            raise ValueError(
+                f"validation_documents is {self.validation_documents}; give the documents to hold out per source "
+                "(e.g. 1000), or 0 for none."
             )
         stages = self.stages
         if isinstance(stages, str):

@@ -28,12 +28,16 @@ class Corpus:
             topic mixture measures per topic; None when no source has a validation split.
         max_length: tokens per training block.
         eos_token_id: the token that separates packed documents.
+        held_out: per source that had no validation split, the documents held out of its training split as
+            validation (`hold_out_validation`'s record: seed, count asked for, and per group how many and which
+            rows); None when none was.
     """
 
     train: Dataset
     validation: Dataset | None
     max_length: int
     eos_token_id: int
+    held_out: dict[str, dict] | None = None
 
     @property
     def group_names(self) -> list[str]:
@@ -82,6 +86,8 @@ def load_corpus(
     source_paths: Mapping[str, str] | None = None,
     prepared_dir: str | os.PathLike[str] | None = None,
     split_across_ranks: bool = False,
+    validation_documents: int | None = None,
+    validation_seed: int = 0,
 ) -> Corpus:
     """Load, tokenise and pack every source; sources in `topic_sources` are packed per topic.
 
@@ -108,6 +114,10 @@ def load_corpus(
         split_across_ranks: share the tokenising among the ranks of `torch.distributed`; then every rank calls
             `load_corpus` at once (not under `main_process_first`). By default the first caller does the work and
             the others find it done.
+        validation_documents: for a source without a validation split (the released corpus has none), hold out
+            this many of its training documents per group (per topic of a topic source) as validation; they leave
+            training, and `Corpus.held_out` says which. None or 0: such a source has no validation documents.
+        validation_seed: seeds that draw; with the documents, it alone decides them (same on every rank and run).
 
     Progress: one bar over the sources, and one per source for tokenising its training documents (the
     pass whose time grows with the corpus); `datasets`' bars for the internal passes (split generation)
@@ -116,7 +126,14 @@ def load_corpus(
     folder = prepare_corpus(
         path, sources, tokenizer, max_length, text_column, topic_column, topic_sources, min_doc_tokens, num_proc,
         extra_train, source_paths, output_dir=prepared_dir, split_across_ranks=split_across_ranks,
+        validation_documents=validation_documents, validation_seed=validation_seed,
     )  # fmt: skip
     train, validation, manifest = load_prepared(folder)
     logger.info("Loaded %d blocks of %d tokens in %d groups.", len(train), max_length, len(manifest["train_blocks"]))
-    return Corpus(train=train, validation=validation, max_length=max_length, eos_token_id=manifest["eos_token_id"])
+    return Corpus(
+        train=train,
+        validation=validation,
+        max_length=max_length,
+        eos_token_id=manifest["eos_token_id"],
+        held_out=manifest.get("validation_held_out"),
+    )

@@ -45,6 +45,7 @@ from filelock import FileLock
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase
 
+from hf_cpt.data.holdout import hold_out_validation
 from hf_cpt.data.packing import (
     GROUP_COLUMN,
     PACK_BATCH_DOCUMENTS,
@@ -242,6 +243,8 @@ def prepare_corpus(
     output_dir: str | os.PathLike[str] | None = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
     split_across_ranks: bool = False,
+    validation_documents: int | None = None,
+    validation_seed: int = 0,
 ) -> Path:
     """Tokenise and pack every source into a prepared folder (see the module docstring) and return the folder.
 
@@ -255,12 +258,21 @@ def prepare_corpus(
         shard_size: documents per shard (the unit of work and of resumption; no effect on the result).
         split_across_ranks: share the shards among the ranks of `torch.distributed` (a collective call: every
             rank must call it, none under `main_process_first`). False: this process does all the work left.
+        validation_documents: for a source without a validation split, hold out this many of its training
+            documents per group (per topic of a topic source) as its validation split (`hold_out_validation`);
+            the manifest's `validation_held_out` records which. None or 0: such a source has no validation.
+        validation_seed: seeds that draw.
     """
     if max_length < 2:
         raise ValueError(f"max_length is {max_length}; set it to the block length in tokens (e.g. 2048).")
     if shard_size < 1:
         raise ValueError(f"shard_size is {shard_size}; set it to a positive number of documents (e.g. 2048).")
     eos_token_id = require_eos(tokenizer)
+    if validation_documents is not None and validation_documents < 0:
+        raise ValueError(
+            f"validation_documents is {validation_documents}; give the documents to hold out per source (e.g. 1000), "
+            "or 0 for none."
+        )
     sources, topic_sources = list(sources), set(topic_sources)
     global _WORK
     rank, world = rank_and_world() if split_across_ranks else (0, 1)
@@ -270,16 +282,23 @@ def prepare_corpus(
     progress = tqdm(sources, desc="Loading corpus", unit="source", disable=rank != 0)
     with datasets_progress_bars(False) as bars_shown, progress:
         raws: dict[tuple[str, str], Dataset] = {}
+        to_hold_out: dict[str, tuple[str | None, int]] = {}  # source -> (its topic column, its own documents)
         fingerprints: list[Any] = [PREPARED_FORMAT, tokenizer_fingerprint(tokenizer), max_length, text_column,
                                    min_doc_tokens]  # fmt: skip
         for source in sources:
             topic = topic_column if source in topic_sources else None
+            source_documents = 0  # the source's own training documents, before any added to them
             for split in SPLITS:
                 raw = load_source(
                     (source_paths or {}).get(source, path), source, split, text_column, split == "train", num_proc
                 )
+                if raw is None and split == "validation" and validation_documents:
+                    to_hold_out[source] = (topic, source_documents)  # drawn below, once the folder needs writing
+                    fingerprints.append([source, split, topic, "held out", validation_documents, validation_seed])
+                    continue
                 if raw is None:
                     continue
+                source_documents = len(raw)
                 if split == "train" and extra_train and len(extra_train.get(source, [])):
                     raw = _with_extra(raw, extra_train[source], source, text_column)
                 if topic and topic not in raw.column_names:
@@ -299,6 +318,14 @@ def prepare_corpus(
             if _is_prepared(folder, key):
                 logger.info("Corpus already prepared in %s.", folder)
                 return folder
+            held_out = {}
+            for source, (topic, source_documents) in to_hold_out.items():
+                raws[source, "train"], raws[source, "validation"], held_out[source] = hold_out_validation(
+                    raws[source, "train"], source, topic, validation_documents, validation_seed, source_documents
+                )
+                logger.info(
+                    "%s: %d documents held out for validation.", source, sum(held_out[source]["documents"].values())
+                )
             jobs, tokenised = [], 0
             for source in progress:
                 progress.set_postfix_str(source)
@@ -334,7 +361,7 @@ def prepare_corpus(
             # Every rank checks the layout (so that an error is raised everywhere); rank 0 writes it.
             layout = _Layout(jobs, max_length, min_doc_tokens)
             if rank == 0:
-                layout.write(folder, key, dtype, eos_token_id)
+                layout.write(folder, key, dtype, eos_token_id, held_out or None)
             if split_across_ranks:
                 barrier()
     return folder
@@ -403,8 +430,11 @@ class _Layout:
         out = np.concatenate([[0], np.cumsum(usable)])[:-1]
         return begins, usable, out, int(usable.sum()) // self.max_length
 
-    def write(self, folder: Path, key: str, dtype: np.dtype, eos_token_id: int) -> None:
-        """Write the blocks, the validation documents and, last, the manifest; then remove the shards."""
+    def write(
+        self, folder: Path, key: str, dtype: np.dtype, eos_token_id: int, held_out: Mapping[str, Any] | None = None
+    ) -> None:
+        """Write the blocks, the validation documents and, last, the manifest (with the record of the documents
+        `held_out` of training as validation); then remove the shards."""
         total_blocks = sum(plan[3] for plan in self.train_blocks.values())
         with atomic_path(folder / "train.npy") as temporary:
             blocks = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=(total_blocks, self.max_length))
@@ -439,6 +469,7 @@ class _Layout:
             "group_names": self.names,
             "train_blocks": {name: plan[3] for name, plan in self.train_blocks.items()},
             "validation_documents": validation_documents if has_validation else None,
+            "validation_held_out": held_out,
         }
         write_text_atomically(folder / MANIFEST_NAME, json.dumps(manifest, indent=1))
         shutil.rmtree(folder / "shards", ignore_errors=True)
