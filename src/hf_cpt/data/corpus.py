@@ -8,10 +8,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from datasets import Dataset
+from datasets import ClassLabel, Dataset
 from transformers import PreTrainedTokenizerBase
 
-from hf_cpt.data.packing import GROUP_COLUMN, pack_documents, read_group_ids, with_group_column
+from hf_cpt.data.packing import (
+    GROUP_COLUMN,
+    TOPIC_SEPARATOR,
+    pack_documents,
+    read_group_ids,
+    source_of,
+    with_group_column,
+)
 from hf_cpt.data.prepare import load_prepared, prepare_corpus
 
 logger = logging.getLogger(__name__)
@@ -28,12 +35,16 @@ class Corpus:
             topic mixture measures per topic; None when no source has a validation split.
         max_length: tokens per training block.
         eos_token_id: the token that separates packed documents.
+        block_labels: per training block, the value of its `pack_by` column (e.g. its discipline) for the blocks
+            of a source packed by one, "" for the others; None when no source is. The discipline curricula
+            (`PB`, `BP`, `PBP`) order by them.
     """
 
     train: Dataset
     validation: Dataset | None
     max_length: int
     eos_token_id: int
+    block_labels: np.ndarray | None = None
 
     @property
     def group_names(self) -> list[str]:
@@ -82,6 +93,7 @@ def load_corpus(
     source_paths: Mapping[str, str] | None = None,
     prepared_dir: str | os.PathLike[str] | None = None,
     split_across_ranks: bool = False,
+    pack_by: Mapping[str, str] | None = None,
 ) -> Corpus:
     """Load, tokenise and pack every source; sources in `topic_sources` are packed per topic.
 
@@ -116,7 +128,43 @@ def load_corpus(
     folder = prepare_corpus(
         path, sources, tokenizer, max_length, text_column, topic_column, topic_sources, min_doc_tokens, num_proc,
         extra_train, source_paths, output_dir=prepared_dir, split_across_ranks=split_across_ranks,
+        group_columns=pack_by,
     )  # fmt: skip
     train, validation, manifest = load_prepared(folder)
     logger.info("Loaded %d blocks of %d tokens in %d groups.", len(train), max_length, len(manifest["train_blocks"]))
-    return Corpus(train=train, validation=validation, max_length=max_length, eos_token_id=manifest["eos_token_id"])
+    corpus = Corpus(train=train, validation=validation, max_length=max_length, eos_token_id=manifest["eos_token_id"])
+    return merge_packed_groups(corpus, pack_by) if pack_by else corpus
+
+
+def merge_packed_groups(corpus: Corpus, sources: Iterable[str]) -> Corpus:
+    """The corpus with the groups of each of `sources` (`web-en/a`, `web-en/b`) merged into one group per source
+    (`web-en`), their values kept as `Corpus.block_labels` (`a`, `b`, "" for the other blocks).
+
+    The blocks stay as packed, one value each; only the `group` column changes, in training and validation alike,
+    so the mixture draws the source as one group and a curriculum orders its blocks by their values.
+    """
+    sources = set(sources)
+    old_names = corpus.group_names
+    merged = [source_of(name) if source_of(name) in sources else name for name in old_names]
+    names = list(dict.fromkeys(merged))
+    new_ids = np.array([names.index(name) for name in merged], dtype=np.int64)
+    labels = np.array([name.split(TOPIC_SEPARATOR, 1)[1] if source_of(name) in sources and TOPIC_SEPARATOR in name
+                       else "" for name in old_names], dtype=object)  # fmt: skip
+    train_ids = read_group_ids(corpus.train)
+
+    def regrouped(dataset: Dataset, ids: np.ndarray) -> Dataset:
+        fingerprint = f"{dataset._fingerprint}-merged-{'-'.join(sorted(sources))}"
+        return dataset.remove_columns(GROUP_COLUMN).add_column(
+            GROUP_COLUMN, new_ids[ids], feature=ClassLabel(names=names), new_fingerprint=fingerprint
+        )
+
+    validation = corpus.validation
+    if validation is not None:
+        validation = regrouped(validation, read_group_ids(validation))
+    return Corpus(
+        train=regrouped(corpus.train, train_ids),
+        validation=validation,
+        max_length=corpus.max_length,
+        eos_token_id=corpus.eos_token_id,
+        block_labels=labels[train_ids].astype(str),
+    )
