@@ -11,21 +11,22 @@ Stage 2, synthetic enhancement: Chinese : English : synthetic = 1 : 7 : 2, rando
         recipes/llama3_syne.py --config recipes/configs/llama3_syne_8b.yaml   # the paper's run
 
 Any field of `RecipeArguments` or `CPTConfig` (in `hf_cpt.run_config` and `hf_cpt.config`) can be overridden
-on the command line (`--max_steps 4`, `--output_dir runs/x`; `--stages`, `--topic_classifier` and
-`--synthesis` take JSON). Writes into `output_dir`: one folder per stage (checkpoints and the stage's model,
-plus `topic_mixture.json`/`.png` for a stage with the topic mixture and `curriculum.json` for one with a
-curriculum), `final_model/`, `report.md`, `training_loss.png`, `validation_perplexity.png` and `.json`,
-`validation_held_out.json` (the documents held out as validation of sources that have no validation split,
-`validation_documents` per source and topic), `topic_labels/` (the LLM's annotations where a web source has no
-topics, the classifiers and the relabelled web sources) when `topic_classifier` is set, and
-`synthetic_qa/` (the generated pairs, their records, rejects, report and dataset card) when `synthesis` is
-set. A stage whose folder already holds its finished model is skipped; an unfinished one resumes from its
-last checkpoint.
+on the command line (`--max_steps 4`, `--output_dir runs/x`; `--stages`, `--topic_classifier`, `--synthesis`
+and `--source_options` take JSON). A config file may extend another (`base_config:`); the ablations of §4.2
+are under `configs/ablations/` (docs/ablations.md). Writes into `output_dir`: one folder per stage
+(checkpoints and the stage's model, plus `topic_mixture.json`/`.png` for a stage with the topic mixture and
+`curriculum.json` for one with a curriculum), `final_model/`, `report.md`, `training_loss.png`,
+`validation_perplexity.png` and `.json`, `validation_held_out.json` (the documents held out as validation of
+sources that have no validation split, `validation_documents` per source and topic), `topic_labels/` (the LLM's
+annotations where a web source has no topics, the classifiers and the relabelled web sources) when
+`topic_classifier` is set, `synthetic_qa/` (the generated pairs, their records, rejects, report and dataset
+card) when `synthesis` is set, and `derived_sources/` (the sources `source_options` reads from elsewhere, maps,
+filters or corrupts). A stage whose folder already holds its finished model is skipped; an unfinished one
+resumes from its last checkpoint.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -40,13 +41,14 @@ from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedT
 
 from hf_cpt.config import CPTConfig
 from hf_cpt.data import DEMO_CORPUS_PATH, Corpus, load_corpus
+from hf_cpt.data.derived import derive_sources
 from hf_cpt.hub import model_card
 from hf_cpt.modeling import EMBEDDED_MODEL_ID, check_max_length, embedded_model_path, load_causal_lm
 from hf_cpt.reporting import write_run_report
 from hf_cpt.run_config import RecipeArguments, RecipeParser
 from hf_cpt.stages import run_benchmarks, run_stage, validation_perplexity
 from hf_cpt.synth import generate_for_recipe
-from hf_cpt.topics import check_corpus_topics, merge_groups, relabel_sources
+from hf_cpt.topics import check_corpus_topics, relabel_sources
 from hf_cpt.trainer import DATA_RECIPE_NAME
 from hf_cpt.utils.errors import run_main
 from hf_cpt.utils.io import write_text_atomically
@@ -105,14 +107,14 @@ def load_run_corpus(
         source_paths=source_paths,
         validation_documents=args.validation_documents,  # held out where a source has no validation split
         validation_seed=config.seed,
+        pack_by=args.pack_by,
     )
     groups = check_corpus_topics(
         corpus.group_names,
         args.topic_classifier.taxonomies if args.topic_classifier else None,
         unknown_to_others=args.unknown_topics == "others",
     )
-    validation = merge_groups(corpus.validation, groups) if corpus.validation is not None else None
-    return dataclasses.replace(corpus, train=merge_groups(corpus.train, groups), validation=validation)
+    return corpus.regrouped(groups)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -136,12 +138,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.synthesis is not None:
         synthesis = generate_for_recipe(args.synthesis, args.model_name_or_path, config.output_dir)
         extra_train = {args.synthesis.source: synthesis["pairs"]}
-    classifiers, source_paths = None, None
+    classifiers, source_paths = None, {}
     if args.topic_classifier is not None:
         labels_dir, classifiers = relabel_sources(
             args.topic_classifier, dataset_path, config.output_dir, args.text_column, args.topic_column
         )
         source_paths = dict.fromkeys(classifiers, labels_dir)
+    # Sources read from another dataset, mapped to text, filtered or partly corrupted (the §4.2 ablations).
+    with state.main_process_first():
+        source_paths |= derive_sources(
+            args.source_options, dataset_path, config.output_dir, args.text_column, args.num_proc
+        )
 
     with state.main_process_first():
         corpus = load_run_corpus(args, config, tokenizer, dataset_path, extra_train, source_paths)

@@ -49,6 +49,7 @@ class Row(NamedTuple):
 
 
 EIGHT_B, TINY = "llama3_syne_8b.yaml", "tinyllama.yaml"
+TINY_NORMAL = "ablations/tinyllama_normal_only.yaml"
 CHINESE_SOURCES = {"web-cn", "encyclopedia-cn", "book-cn", "qa_forum-cn"}
 
 CHECKLIST = [
@@ -118,6 +119,53 @@ CHECKLIST = [
     Row("TinyLlama context", "§4.2", 2048, lambda: config(TINY)[1].max_length),
     Row("TinyLlama learning rate", "§4.2", 1e-4, lambda: config(TINY)[1].learning_rate),
     Row("TinyLlama constant schedule", "§4.2", "constant", lambda: str(config(TINY)[1].lr_scheduler_type.value)),
+    # §4.2, Fig. 1: "w/ 5B (1B Syn.)" = 4B normal + 1B synthetic tokens; "w/ 5B (Norm.)" = 5B normal tokens.
+    Row("TinyLlama tokens", "§4.2 Fig. 1", 5_000_000_000, lambda: stage(TINY, 0).num_tokens),
+    Row("TinyLlama synthetic share (1B of 5B)", "§4.2 Fig. 1", 0.2, lambda: stage(TINY, 0).ratios["synthesis-en"]),
+    Row(
+        "TinyLlama normal Chinese share (2 : 8 of the 4B)",
+        "§4.2, §3.2",
+        0.2,
+        lambda: sum(stage(TINY, 0).ratios[s] for s in CHINESE_SOURCES) / 0.8,
+    ),
+    Row("TinyLlama normal-only tokens", "§4.2 Fig. 1", 5_000_000_000, lambda: stage(TINY_NORMAL, 0).num_tokens),
+    Row(
+        "TinyLlama normal-only has no synthetic",
+        "§4.2 Fig. 1",
+        False,
+        lambda: "synthesis-en" in stage(TINY_NORMAL, 0).ratios,
+    ),
+    *[
+        Row(
+            f"TinyLlama synthetic ratio {k}:10",
+            "§4.2 Fig. 3",
+            k / 10,
+            lambda k=k: stage(f"ablations/tinyllama_synthetic_{k}to10.yaml", 0).ratios["synthesis-en"],
+        )
+        for k in (1, 2, 3, 4)
+    ],
+    *[
+        Row(
+            f"TinyLlama corruption {fraction}",
+            "§4.2 Fig. 2",
+            fraction,
+            lambda f=fraction: (
+                config(f"ablations/tinyllama_corruption_{str(f).replace('.', '')}.yaml")[0]
+                .source_options["synthesis-en"]
+                .corruption.fraction
+            ),
+        )
+        for fraction in (0.0, 0.3, 0.4, 0.5, 0.6, 0.7)
+    ],
+    *[
+        Row(
+            f"TinyLlama curriculum {order}",
+            "§4.2 Fig. 4",
+            order,
+            lambda o=order: config(f"ablations/tinyllama_curriculum_{o}.yaml")[1].curriculum_order,
+        )
+        for order in ("RM", "LH", "HL", "PB", "BP", "PBP")
+    ],
     # §3.3 and Appendix B: synthetic QA.
     Row("QA solution length", "Appendix B", True, lambda: "around 250-350 words long" in PROMPTS["scientific_qa"].text),
     # §4.1: shots of the evaluation.

@@ -15,18 +15,22 @@ import dataclasses
 import difflib
 import math
 import os
+import sys
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
+import yaml
 from trl import TrlParser
 
 from hf_cpt.config import CPTConfig
 from hf_cpt.data.holdout import DEFAULT_VALIDATION_DOCUMENTS
 from hf_cpt.data.mixtures import MIXTURES, TOPIC_SOURCES, flatten_mixture, resolve_mixture
 from hf_cpt.generation.base import BACKENDS, SamplingParams
+from hf_cpt.synth.corrupt import TRANSFORMS
 from hf_cpt.topics.taxonomy import SOURCE_TAXONOMIES
 from hf_cpt.utils.errors import parse_json_flag
 
@@ -348,6 +352,89 @@ UNKNOWN_TOPICS = ("error", "others")
 
 
 @dataclass
+class CorruptionConfig:
+    """The §4.2 corruption of a share of a source's training documents (`synth.corrupt_dataset`).
+
+    Args:
+        fraction: share of the documents corrupted, in [0, 1] (the paper: 0.0, 0.3, ..., 0.7).
+        seed: chooses the documents and their edits.
+        transforms: of `numbers`, `nouns`, `adjectives` (the last two read WordNet).
+    """
+
+    fraction: float = 0.0
+    seed: int = 0
+    transforms: list[str] = field(default_factory=lambda: list(TRANSFORMS))
+    label: str = field(default="corruption", repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _coerce_fields(self, self.label)
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ValueError(f"{self.label}.fraction is {self.fraction}; set it in [0, 1] (e.g. 0.3).")
+        unknown = [name for name in self.transforms if name not in TRANSFORMS]
+        if unknown or not self.transforms:
+            raise ValueError(
+                f"{self.label}.transforms is {self.transforms}; name one or more of {', '.join(TRANSFORMS)}."
+            )
+
+
+@dataclass
+class SourceOptions:
+    """Where one source's documents come from and how they are changed before packing (`data.derive_sources`).
+
+    The ablations of §4.2 need them: another synthetic dataset in place of `synthesis-en` (WebInstruct,
+    Cosmopedia), a share of it corrupted, only some disciplines kept, blocks of one discipline each.
+
+    Args:
+        path: Hub dataset id or local folder the source is read from; `None`: the run's `dataset_path`.
+        data_dir: folder(s) inside `path` holding the source's files; `None`: `data/<source>`.
+        text_columns: columns joined (by a blank line) into the text column, e.g. `[question, answer]` for
+            WebInstruct; `None`: the text column as it is.
+        keep: column -> values; only documents whose column holds one of the values are kept.
+        pack_by: a column whose values each training block holds one of (the documents are packed per value);
+            the source stays one mixture group, and the values reach the curriculum as the blocks' disciplines
+            (`PB`, `BP`, `PBP`).
+        corruption: a `CorruptionConfig`: a share of the training documents corrupted (validation stays clean).
+    """
+
+    path: str | None = None
+    data_dir: str | list[str] | None = None
+    text_columns: list[str] | None = None
+    keep: dict[str, list[Any]] | None = None
+    pack_by: str | None = None
+    corruption: CorruptionConfig | dict[str, Any] | None = None
+    label: str = field(default="source_options", repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _coerce_fields(self, self.label)
+        if self.text_columns is not None and not self.text_columns:
+            raise ValueError(f"{self.label}.text_columns is empty; name the columns that make the text, or drop it.")
+        for column, values in (self.keep or {}).items():
+            if not isinstance(values, (list, tuple)) or not values:
+                raise ValueError(
+                    f"{self.label}.keep.{column} is {values!r}; give the list of values to keep, e.g. [physics]."
+                )
+        if self.corruption is not None and not isinstance(self.corruption, CorruptionConfig):
+            self.corruption = _from_mapping(
+                CorruptionConfig, {**self.corruption, "label": f"{self.label}.corruption"}, f"{self.label}.corruption"
+            )
+
+    @property
+    def rewrites_documents(self) -> bool:
+        """Whether the source is read from elsewhere or changed: then a copy of it is written for the run."""
+        return any(
+            value is not None for value in (self.path, self.data_dir, self.text_columns, self.keep, self.corruption)
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """The options as JSON, for the record of a derived copy."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "label"}
+        if isinstance(self.corruption, CorruptionConfig):
+            values["corruption"] = {"fraction": self.corruption.fraction, "seed": self.corruption.seed,
+                                    "transforms": self.corruption.transforms}  # fmt: skip
+        return values
+
+
+@dataclass
 class RecipeArguments:
     """What to train and on which data; training options are `CPTConfig` fields."""
 
@@ -398,6 +485,11 @@ class RecipeArguments:
         default=None,
         metadata={"help": "Synthetic QA made before training (SynthesisConfig, §3.3); JSON here."},
     )
+    # A mapping source -> SourceOptions in YAML; on the command line, the same as a JSON string.
+    source_options: dict[str, SourceOptions] | str | None = field(
+        default=None,
+        metadata={"help": "Per source: read from, text columns, keep, pack_by, corruption (SourceOptions); JSON here."},
+    )
 
     def __post_init__(self) -> None:
         _coerce_fields(self)
@@ -433,6 +525,46 @@ class RecipeArguments:
                 f"synthesis.source is {self.synthesis.source!r}, which no stage's mixture draws from; name a "
                 f"source of the mixtures ({', '.join(self.sources)})."
             )
+        self.source_options = self._source_options()
+
+    def _source_options(self) -> dict[str, SourceOptions] | None:
+        options = self.source_options
+        if isinstance(options, str):
+            options = parse_json_flag("--source_options", options, "a mapping source -> options")
+        if options is None:
+            return None
+        if not isinstance(options, Mapping):
+            raise ValueError(f"source_options is {options!r}, not a mapping; map each source to its options.")
+        parsed = {}
+        for source, values in options.items():
+            where = f"source_options.{source}"
+            if source not in self.sources:
+                raise ValueError(
+                    f"{where} names a source no stage's mixture draws from; name one of {', '.join(self.sources)}."
+                )
+            parsed[source] = (
+                values
+                if isinstance(values, SourceOptions)
+                else _from_mapping(
+                    SourceOptions, {**values, "label": where} if isinstance(values, Mapping) else values, where
+                )  # fmt: skip
+            )
+            if parsed[source].pack_by is not None and source in self.topic_sources:
+                raise ValueError(
+                    f"{where}.pack_by is set, but {source!r} is in topic_sources (packed by topic_column); "
+                    "remove it from one of the two."
+                )
+            if self.synthesis is not None and source == self.synthesis.source and parsed[source].rewrites_documents:
+                raise ValueError(
+                    f"{where} rewrites the documents that synthesis.source {source!r} adds pairs to; write the pairs "
+                    "first (`hf-cpt synth`) and read them with source_options, or drop synthesis."
+                )
+        return parsed
+
+    @property
+    def pack_by(self) -> dict[str, str]:
+        """Source -> the column its blocks are packed by (`SourceOptions.pack_by`)."""
+        return {source: options.pack_by for source, options in (self.source_options or {}).items() if options.pack_by}
 
     def _nested(self, name: str, cls: type) -> Any:
         value = getattr(self, name)
@@ -453,7 +585,33 @@ NESTED_SHAPES = {
     "stages": "a list of stages (name, num_tokens, mixture)",
     "topic_classifier": "a mapping of TopicClassifierConfig fields",
     "synthesis": "a mapping of SynthesisConfig fields",
+    "source_options": "a mapping source -> SourceOptions fields",
 }
+
+#: The key of a config file that names the file it extends (`base_config: ../tinyllama.yaml`).
+BASE_CONFIG_KEY = "base_config"
+
+
+def read_config_file(path: str | os.PathLike[str], _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML config file as a mapping, over the file its `base_config` names (a path relative to this file).
+
+    The file's top-level keys replace the base's whole (a `stages` list replaces the base's list), so an ablation
+    states only what it changes. Bases may extend bases; a loop is refused.
+    """
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ValueError(f"{path} extends itself through base_config; break the loop.")
+    if not path.is_file():
+        where = f"base_config of {_seen[-1]}" if _seen else "--config"
+        raise FileNotFoundError(f"{where} names {path}, which does not exist; give the path of a YAML config file.")
+    values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(values, Mapping):
+        raise ValueError(f"Config file {path} holds {type(values).__name__}, not a mapping; write `key: value` pairs.")
+    values = dict(values)
+    base = values.pop(BASE_CONFIG_KEY, None)
+    if base is None:
+        return values
+    return {**read_config_file(path.parent / str(base), (*_seen, path)), **values}
 
 
 class RecipeParser(TrlParser):
@@ -468,8 +626,19 @@ class RecipeParser(TrlParser):
         self._types = {name: t for cls in dataclass_types for name, t in _field_types(cls).items()}
 
     def parse_args_and_config(self, args: list[str] | None = None, **kwargs: Any) -> tuple[Any, ...]:
-        """`TrlParser.parse_args_and_config`, then each stage's `CPTConfig` built once: a bad override of a later
-        stage (`curriculum_order: XY`) fails here, not after the stages before it have trained."""
+        """`TrlParser.parse_args_and_config` with the config file read by `read_config_file` (so `base_config`
+        works), then each stage's `CPTConfig` built once: a bad override of a later stage (`curriculum_order: XY`)
+        fails here, not after the stages before it have trained."""
+        args = list(sys.argv[1:] if args is None else args)
+        if "--config" in args:
+            index = args.index("--config")
+            if index + 1 >= len(args):
+                raise ValueError("--config has no file; give the path of a YAML config file.")
+            values = read_config_file(args[index + 1])
+            for key, value in dict(values.pop("env", None) or {}).items():
+                os.environ[key] = str(value)
+            self.set_defaults_with_config(**values)
+            args = args[:index] + args[index + 2 :]
         output = super().parse_args_and_config(args, **kwargs)
         recipe_args = next((part for part in output if isinstance(part, RecipeArguments)), None)
         config = next((part for part in output if isinstance(part, CPTConfig)), None)

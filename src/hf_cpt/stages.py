@@ -166,6 +166,7 @@ def run_stage(
         train_sampler=sampler,
         processing_class=tokenizer,
         topic_eval_dataset=corpus.validation if stage_config.mixture_alpha is not None else None,
+        curriculum_disciplines=corpus.block_labels,  # a source packed by discipline: PB, BP, PBP order by them
     )
     last = get_last_checkpoint(stage_dir) if os.path.isdir(stage_dir) else None
     logger.info(

@@ -7,6 +7,7 @@
     hf-cpt train-classifier DATA --output DIR [--taxonomy en] [--model MODEL] [--label-column topic]
     hf-cpt label DATA --classifier DIR --output DIR [--shard-size 4096]
     hf-cpt eval MODEL [--benchmarks bundled scientific ...] [--output DIR] [--baseline before/evaluation.json]
+    hf-cpt compare RUN_DIR [RUN_DIR ...] --output DIR
     hf-cpt push FOLDER REPO [--type model|dataset] [--dry-run] [--private]
 
 DATA is a local file (.jsonl, .json, .parquet, .csv), a local dataset folder or a Hub dataset id.

@@ -7,10 +7,21 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from hf_cpt.cli.commands import annotate, corrupt, evaluate, label, prepare, push, score_ppl, synth, train_classifier
+from hf_cpt.cli.commands import (
+    annotate,
+    compare,
+    corrupt,
+    evaluate,
+    label,
+    prepare,
+    push,
+    score_ppl,
+    synth,
+    train_classifier,
+)
 from hf_cpt.utils.errors import DEBUG_ENV, DEBUG_FLAG, run_main
 
-COMMANDS = (prepare, score_ppl, synth, corrupt, annotate, train_classifier, label, evaluate, push)
+COMMANDS = (prepare, score_ppl, synth, corrupt, annotate, train_classifier, label, evaluate, compare, push)
 """The command modules, in the order `hf-cpt --help` lists them."""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -11,7 +12,15 @@ import numpy as np
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from hf_cpt.data.packing import GROUP_COLUMN, pack_documents, read_group_ids, with_group_column
+from hf_cpt.data.packing import (
+    GROUP_COLUMN,
+    TOPIC_SEPARATOR,
+    pack_documents,
+    read_group_ids,
+    regroup,
+    source_of,
+    with_group_column,
+)
 from hf_cpt.data.prepare import load_prepared, prepare_corpus
 
 logger = logging.getLogger(__name__)
@@ -31,6 +40,9 @@ class Corpus:
         held_out: per source that had no validation split, the documents held out of its training split as
             validation (`hold_out_validation`'s record: seed, count asked for, and per group how many and which
             rows); None when none was.
+        block_labels: per training block, the value of its `pack_by` column (e.g. its discipline) for the blocks
+            of a source packed by one, "" for the others; None when no source is. The discipline curricula
+            (`PB`, `BP`, `PBP`) order by them.
     """
 
     train: Dataset
@@ -38,10 +50,17 @@ class Corpus:
     max_length: int
     eos_token_id: int
     held_out: dict[str, dict] | None = None
+    block_labels: np.ndarray | None = None
 
     @property
     def group_names(self) -> list[str]:
         return self.train.features[GROUP_COLUMN].names
+
+    def regrouped(self, groups: Mapping[str, str]) -> Corpus:
+        """The corpus with group `name` counted as `groups.get(name, name)`, in training and validation alike
+        (see `packing.regroup`): e.g. unknown topics as the source's `Others` (`topics.check_corpus_topics`)."""
+        validation = regroup(self.validation, groups) if self.validation is not None else None
+        return dataclasses.replace(self, train=regroup(self.train, groups), validation=validation)
 
     def validation_blocks(self, max_length: int | None = None) -> Dataset:
         """The validation documents packed per group, for a standard eval loop (`Trainer(eval_dataset=...)`).
@@ -88,6 +107,7 @@ def load_corpus(
     split_across_ranks: bool = False,
     validation_documents: int | None = None,
     validation_seed: int = 0,
+    pack_by: Mapping[str, str] | None = None,
 ) -> Corpus:
     """Load, tokenise and pack every source; sources in `topic_sources` are packed per topic.
 
@@ -126,14 +146,30 @@ def load_corpus(
     folder = prepare_corpus(
         path, sources, tokenizer, max_length, text_column, topic_column, topic_sources, min_doc_tokens, num_proc,
         extra_train, source_paths, output_dir=prepared_dir, split_across_ranks=split_across_ranks,
-        validation_documents=validation_documents, validation_seed=validation_seed,
+        validation_documents=validation_documents, validation_seed=validation_seed, group_columns=pack_by,
     )  # fmt: skip
     train, validation, manifest = load_prepared(folder)
     logger.info("Loaded %d blocks of %d tokens in %d groups.", len(train), max_length, len(manifest["train_blocks"]))
-    return Corpus(
+    corpus = Corpus(
         train=train,
         validation=validation,
         max_length=max_length,
         eos_token_id=manifest["eos_token_id"],
         held_out=manifest.get("validation_held_out"),
     )
+    return merge_packed_groups(corpus, pack_by) if pack_by else corpus
+
+
+def merge_packed_groups(corpus: Corpus, sources: Iterable[str]) -> Corpus:
+    """The corpus with the groups of each of `sources` (`web-en/a`, `web-en/b`) merged into one group per source
+    (`web-en`), their values kept as `Corpus.block_labels` (`a`, `b`, "" for the other blocks).
+
+    The blocks stay as packed, one value each; only the `group` column changes, in training and validation alike,
+    so the mixture draws the source as one group and a curriculum orders its blocks by their values.
+    """
+    sources = set(sources)
+    names = corpus.group_names
+    packed = {name: source_of(name) for name in names if source_of(name) in sources and TOPIC_SEPARATOR in name}
+    labels = np.array([name.split(TOPIC_SEPARATOR, 1)[1] if name in packed else "" for name in names], dtype=object)
+    block_labels = labels[read_group_ids(corpus.train)].astype(str)
+    return dataclasses.replace(corpus.regrouped(packed), block_labels=block_labels)

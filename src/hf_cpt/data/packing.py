@@ -10,6 +10,8 @@ them, so they train with `default_data_collator` as well as with `collate_blocks
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -208,6 +210,27 @@ def read_group_ids(dataset: Dataset) -> np.ndarray:
     2M rows here, against 5 ms this way (7 s when the dataset has an indices mapping, e.g. after `shuffle`).
     """
     return dataset.with_format("arrow", columns=[GROUP_COLUMN])[:][GROUP_COLUMN].to_numpy()
+
+
+def regroup(dataset: Dataset, groups: Mapping[str, str]) -> Dataset:
+    """`dataset` with each row's group `name` replaced by `groups.get(name, name)`.
+
+    The names keep the corpus's order (its sources as they come, each source's groups sorted). Only the `group`
+    column is rewritten (in memory, 8 bytes per row); the tokens stay where they are. The new fingerprint is a
+    function of the old one and the mapping, so a resumed run sees the same dataset. A mapping that changes no
+    name returns the dataset as it is.
+    """
+    names = dataset.features[GROUP_COLUMN].names
+    mapped = [groups.get(name, name) for name in names]
+    if mapped == names:
+        return dataset
+    sources = list(dict.fromkeys(source_of(name) for name in names))
+    merged = sorted(set(mapped), key=lambda name: (sources.index(source_of(name)), name))
+    lookup = np.array([merged.index(name) for name in mapped], dtype=np.int64)
+    fingerprint = hashlib.sha256(json.dumps([dataset._fingerprint, mapped]).encode()).hexdigest()[:16]
+    return dataset.remove_columns(GROUP_COLUMN).add_column(
+        GROUP_COLUMN, lookup[read_group_ids(dataset)], feature=ClassLabel(names=merged), new_fingerprint=fingerprint
+    )
 
 
 def group_sizes(group_ids: np.ndarray, names: Sequence[str]) -> dict[str, int]:

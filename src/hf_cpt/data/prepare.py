@@ -245,6 +245,7 @@ def prepare_corpus(
     split_across_ranks: bool = False,
     validation_documents: int | None = None,
     validation_seed: int = 0,
+    group_columns: Mapping[str, str] | None = None,
 ) -> Path:
     """Tokenise and pack every source into a prepared folder (see the module docstring) and return the folder.
 
@@ -262,6 +263,8 @@ def prepare_corpus(
             documents per group (per topic of a topic source) as its validation split (`hold_out_validation`);
             the manifest's `validation_held_out` records which. None or 0: such a source has no validation.
         validation_seed: seeds that draw.
+        group_columns: source -> the column its documents are packed by, one group per value, as `topic_column`
+            packs `topic_sources` (e.g. `{"synthesis-en": "discipline"}`: blocks of one discipline each).
     """
     if max_length < 2:
         raise ValueError(f"max_length is {max_length}; set it to the block length in tokens (e.g. 2048).")
@@ -286,8 +289,8 @@ def prepare_corpus(
         fingerprints: list[Any] = [PREPARED_FORMAT, tokenizer_fingerprint(tokenizer), max_length, text_column,
                                    min_doc_tokens]  # fmt: skip
         for source in sources:
-            topic = topic_column if source in topic_sources else None
             source_documents = 0  # the source's own training documents, before any added to them
+            topic = _group_column(source, topic_column, topic_sources, group_columns)
             for split in SPLITS:
                 raw = load_source(
                     (source_paths or {}).get(source, path), source, split, text_column, split == "train", num_proc
@@ -333,7 +336,7 @@ def prepare_corpus(
                     if (source, split) not in raws:
                         continue
                     raw = raws[source, split]
-                    topic = topic_column if source in topic_sources else None
+                    topic = _group_column(source, topic_column, topic_sources, group_columns)
                     job = _SplitJob(source, split, folder / "shards" / f"{source}.{split}", len(raw), shard_size,
                                     topic is not None)  # fmt: skip
                     jobs.append(job)
@@ -365,6 +368,15 @@ def prepare_corpus(
             if split_across_ranks:
                 barrier()
     return folder
+
+
+def _group_column(
+    source: str, topic_column: str | None, topic_sources: set[str], group_columns: Mapping[str, str] | None
+) -> str | None:
+    """The column `source` is packed by: its `group_columns` entry, else `topic_column` for a topic source."""
+    if group_columns and source in group_columns:
+        return group_columns[source]
+    return topic_column if source in topic_sources else None
 
 
 def _is_prepared(folder: Path, key: str) -> bool:

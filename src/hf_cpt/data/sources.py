@@ -32,6 +32,7 @@ def load_source(
     text_column: str = "text",
     required: bool = True,
     num_proc: int | None = None,
+    data_dir: str | None = None,
 ) -> Dataset | None:
     """Load one split of one source, checking the text column.
 
@@ -41,25 +42,28 @@ def load_source(
         split: `train`, `validation`, ...: files are matched to splits by name, as `datasets` does.
         text_column: column holding the document text.
         required: when False, a source without this split returns None instead of raising.
+        data_dir: the folder inside `path` holding the source's files (another dataset's layout, e.g. `data` of
+            `TIGER-Lab/WebInstructSub`); default `data/<source>`.
 
     Raises:
         FileNotFoundError: the corpus or the source does not exist (one sentence naming the fix).
         ValueError: the text column is missing or holds no strings, a required split is absent, or a local text
             file is not valid UTF-8 (named with its path and line).
     """
+    data_dir = source_dir(source) if data_dir is None else data_dir
     if _is_local(path):
-        if not (Path(path).expanduser() / source_dir(source)).is_dir():
+        if not (Path(path).expanduser() / data_dir).is_dir():
             raise FileNotFoundError(
-                f"Source {source!r} is not in dataset_path {path!r} (no folder {source_dir(source)}/); "
+                f"Source {source!r} is not in dataset_path {path!r} (no folder {data_dir}/); "
                 "remove it from the mixture or add its files."
             )
-        check_utf8(Path(path).expanduser() / source_dir(source))
+        check_utf8(Path(path).expanduser() / data_dir)
     elif Path(path).is_absolute() or path.startswith((".", "~")) or path.count("/") > 1:
         raise FileNotFoundError(
             f"dataset_path {path!r} does not exist; set dataset_path to a local corpus folder or a Hub dataset id."
         )
     try:
-        dataset = load_dataset(path, data_dir=source_dir(source), split=split, num_proc=num_proc)
+        dataset = load_dataset(path, data_dir=data_dir, split=split, num_proc=num_proc)
     except (DatasetNotFoundError, HFValidationError, ConnectionError) as error:
         raise FileNotFoundError(
             f"dataset_path {path!r} is neither a local folder nor a reachable Hub dataset id ({error}); "
@@ -76,7 +80,7 @@ def load_source(
             return None
         raise ValueError(
             f"Source {source!r} in {path!r} has no {split!r} split; add files named {split}*.parquet or "
-            f"{split}*.jsonl under {source_dir(source)}/."
+            f"{split}*.jsonl under {data_dir}/."
         ) from error
     if text_column not in dataset.column_names:
         raise ValueError(

@@ -21,7 +21,6 @@ from hf_cpt.topics.taxonomy import (
     check_corpus_topics,
     check_topic_values,
     load_taxonomy,
-    merge_groups,
 )
 
 __all__ = [
@@ -42,7 +41,6 @@ __all__ = [
     "embedded_classifier_path",
     "label_topics",
     "load_taxonomy",
-    "merge_groups",
     "normalize_label",
     "relabel_sources",
     "stratified_split",

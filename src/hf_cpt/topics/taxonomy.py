@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import yaml
 
-from hf_cpt.data.packing import GROUP_COLUMN, TOPIC_SEPARATOR, read_group_ids, source_of
+from hf_cpt.data.packing import TOPIC_SEPARATOR
 
 if TYPE_CHECKING:
-    from datasets import Dataset
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +183,7 @@ def check_corpus_topics(
 
     Returns:
         the group each group counts as: itself, or with `unknown_to_others` (the recipe's `unknown_topics:
-        others`) `source/Others` for a topic outside the taxonomy (with a warning); `merge_groups` applies it.
+        others`) `source/Others` for a topic outside the taxonomy (with a warning); `Corpus.regrouped` applies it.
     """
     taxonomies = {**SOURCE_TAXONOMIES, **(taxonomies or {})}
     groups = {group: group for group in group_names}
@@ -205,23 +204,3 @@ def check_corpus_topics(
         for topic, counted in check_topic_values(topics, source, taxonomy, unknown_to_others=True).items():
             groups[f"{source}{TOPIC_SEPARATOR}{topic}"] = f"{source}{TOPIC_SEPARATOR}{counted}"
     return groups
-
-
-def merge_groups(dataset: Dataset, groups: Mapping[str, str]) -> Dataset:
-    """`dataset` with each row's `group` replaced by the group it counts as (`check_corpus_topics`'s answer).
-
-    The names keep the corpus's order: the sources as they come, each source's topics sorted. Only the `group`
-    column is rewritten (in memory, 8 bytes per row); the tokens stay where they are. A dataset whose groups
-    all count as themselves is returned as it is.
-    """
-    from datasets import ClassLabel
-
-    names = dataset.features[GROUP_COLUMN].names
-    if all(groups.get(name, name) == name for name in names):
-        return dataset
-    sources = list(dict.fromkeys(source_of(name) for name in names))
-    merged = sorted({groups.get(name, name) for name in names}, key=lambda name: (sources.index(source_of(name)), name))
-    lookup = np.array([merged.index(groups.get(name, name)) for name in names], dtype=np.int64)
-    ids = lookup[read_group_ids(dataset)]
-    feature = ClassLabel(names=merged)
-    return dataset.remove_columns(GROUP_COLUMN).add_column(GROUP_COLUMN, ids, feature=feature)
