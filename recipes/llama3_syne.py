@@ -41,7 +41,7 @@ from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedT
 
 from hf_cpt.config import CPTConfig
 from hf_cpt.data import DEMO_CORPUS_PATH, Corpus, load_corpus
-from hf_cpt.data.derived import derive_sources
+from hf_cpt.derived_sources import derive_sources
 from hf_cpt.hub import model_card
 from hf_cpt.modeling import EMBEDDED_MODEL_ID, check_max_length, embedded_model_path, load_causal_lm
 from hf_cpt.reporting import write_run_report

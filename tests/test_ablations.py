@@ -23,8 +23,8 @@ import hf_cpt.stages
 from hf_cpt.cli import main as cli_main
 from hf_cpt.curriculum.orders import DISCIPLINE_ORDERS
 from hf_cpt.data import load_corpus
-from hf_cpt.data.derived import RECORD_NAME, derive_sources
 from hf_cpt.data.packing import read_group_ids
+from hf_cpt.derived_sources import RECORD_NAME, derive_sources
 from hf_cpt.reporting import perplexity_by_source
 from hf_cpt.run_config import SourceOptions, StageConfig, read_config_file
 from hf_cpt.stages import run_stage
