@@ -67,7 +67,7 @@ def test_embedded_default_is_small_enough_for_a_cpu():
     assert recipe_args.synthesis.snippets_per_discipline * recipe_args.synthesis.samples_per_seed == 2
     assert recipe_args.eval_benchmarks == ["bundled"]
     # MiniLM (the default) for web-en; Chinese, which MiniLM reads as [UNK], gets the character n-grams.
-    assert recipe_args.topic_classifier == TopicClassifierConfig(model={"web-cn": "char-ngrams"})
+    assert recipe_args.topic_classifier == TopicClassifierConfig(model={"web-cn": "lm-probe"})
 
 
 @pytest.mark.parametrize(

@@ -81,6 +81,18 @@ def perplexity_by_source(table: PerplexityTable) -> dict[str, float]:
     return {source: math.exp(nll[source] / tokens[source]) for source in nll}
 
 
+def perplexity_by_language(table: PerplexityTable) -> dict[str, float]:
+    """Token-weighted perplexity per language (the suffix of a source's name: `web-en` -> `en`), so runs that
+    measured the same sources compare in one number each for English and Chinese."""
+    nll, tokens = _sum_by_source(table, "nll"), _sum_by_source(table, "tokens")
+    totals: dict[str, list[float]] = {}
+    for source in nll:
+        language = totals.setdefault(source.rsplit("-", 1)[-1], [0.0, 0.0])
+        language[0] += nll[source]
+        language[1] += tokens[source]
+    return {language: math.exp(total / count) for language, (total, count) in totals.items()}
+
+
 def bits_per_byte_by_source(table: PerplexityTable) -> dict[str, float]:
     """Bits per byte per source (total NLL / (ln 2 × bytes)) from a per-group table with `nll` and `bytes`."""
     nll, num_bytes = _sum_by_source(table, "nll"), _sum_by_source(table, "bytes")
@@ -95,7 +107,7 @@ def _sum_by_source(table: PerplexityTable, key: str) -> dict[str, float]:
     return totals
 
 
-def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -116,11 +128,11 @@ def perplexity_section(tables: Mapping[str, PerplexityTable]) -> str:
         if not sources:
             continue
         rows = [[source] + [f"{values[label].get(source, float('nan')):.2f}" for label in labels] for source in sources]
-        parts += [f"### {title}", _markdown_table(["source", *labels], rows)]
+        parts += [f"### {title}", markdown_table(["source", *labels], rows)]
         topic_rows = [[topic] + [_topic_cell(tables[label].get(topic), key) for label in labels] for topic in topics]
         if any(cell != "-" for row in topic_rows for cell in row[1:]):
             topic_title = "Per topic" if key == "perplexity" else "Bits per byte, per topic"
-            parts += [f"### {topic_title}", _markdown_table(["topic", *labels], topic_rows)]
+            parts += [f"### {topic_title}", markdown_table(["topic", *labels], topic_rows)]
     return "\n\n".join(parts)
 
 
@@ -162,7 +174,7 @@ def tokens_section(recipe: Mapping[str, Any]) -> str:
     header = ["source", "target ratio", "consumed ratio", "target tokens", "consumed tokens", "deviation (blocks)"]
     if rows and len(rows[0]) > len(header):
         header += ["unused blocks at start", "drawn blocks", "repeated blocks"]
-    return _markdown_table(header, rows)
+    return markdown_table(header, rows)
 
 
 def plot_training_loss(histories: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path) -> Figure:
@@ -240,9 +252,9 @@ def mixture_section(rounds: Sequence[Mapping[str, Any]]) -> str:
     return "\n\n".join(
         [
             "Share of all draws from each round's step on (groups not listed keep their share):",
-            _markdown_table(["topic", *labels], proportion_rows),
+            markdown_table(["topic", *labels], proportion_rows),
             "Validation perplexity at each round's step (round 0: before training):",
-            _markdown_table(["topic", *labels], perplexity_rows),
+            markdown_table(["topic", *labels], perplexity_rows),
         ]
     )
 
@@ -294,7 +306,7 @@ def curriculum_section(curriculum: Mapping[str, Any]) -> str:
         [
             f"Order `{curriculum['order']}`: difficulty group (0 = lowest perplexity of "
             f"{curriculum['num_difficulty_groups']}) of the last block of each topic trained by each step:",
-            _markdown_table(header, rows),
+            markdown_table(header, rows),
         ]
     )
 
@@ -345,7 +357,7 @@ def classifier_section(classifiers: Mapping[str, Mapping[str, Any]]) -> str:
             "A classifier per web source learnt the given topics on a stratified split; its predictions, not the "
             "given topics, are what stage 1 mixes (as the paper labels its web corpus). Held-out accuracy and "
             "macro-F1 against the majority-class baseline; agreement of the predictions with the given topics:",
-            _markdown_table(header, rows),
+            markdown_table(header, rows),
         ]
     )
 

@@ -31,6 +31,7 @@ from hf_cpt.data.holdout import DEFAULT_VALIDATION_DOCUMENTS
 from hf_cpt.data.mixtures import MIXTURES, TOPIC_SOURCES, flatten_mixture, resolve_mixture
 from hf_cpt.generation.base import BACKENDS, SamplingParams
 from hf_cpt.synth.corrupt import TRANSFORMS
+from hf_cpt.topics.classifier import FITTED_MODEL_NAMES
 from hf_cpt.topics.taxonomy import SOURCE_TAXONOMIES
 from hf_cpt.utils.errors import parse_json_flag
 
@@ -251,14 +252,17 @@ class TopicClassifierConfig:
     Args:
         model: one encoder for every source, or a mapping source -> encoder; `None`: the embedded
             all-MiniLM-L6-v2 (the paper: TinyBERT for English, a tiny Chinese BERT for Chinese); `char-ngrams`:
-            the hashed n-gram classifier.
+            the hashed n-gram classifier; `lm-probe`: a linear probe on the frozen embedded SmolLM2.
         train_documents: of a source with given topics, the labelled documents its classifier learns from;
             `None`: all of them. (An annotated source learns from its `annotate.documents`.)
         annotate: how an LLM labels the sources that have no topic column (`TopicAnnotationConfig`, a mapping
             in YAML); `None`: every source must bring its topics.
         taxonomies: source -> taxonomy (`en`, `cn` or a YAML file); the sources relabelled.
         test_size: share of each topic's documents held out to measure the classifier.
-        epochs, learning_rate, batch_size: training settings.
+        epochs, learning_rate: an encoder's training settings (`None`: 8 epochs at 3e-4);
+            refused where every source's classifier is fitted to an optimum (`char-ngrams`, `lm-probe`), which
+            has neither, and not passed to those where only some are.
+        batch_size: documents per step (per forward pass when labelling).
         max_length: tokens per document, in training and in labelling.
     """
 
@@ -267,8 +271,8 @@ class TopicClassifierConfig:
     annotate: TopicAnnotationConfig | dict[str, Any] | None = None
     taxonomies: dict[str, str] = field(default_factory=lambda: dict(SOURCE_TAXONOMIES))
     test_size: float = 0.25
-    epochs: int = 8
-    learning_rate: float = 3e-4
+    epochs: int | None = None
+    learning_rate: float | None = None
     batch_size: int = 16
     max_length: int = 128
 
@@ -285,10 +289,17 @@ class TopicClassifierConfig:
         if not 0.0 < self.test_size < 1.0:
             raise ValueError(f"topic_classifier.test_size is {self.test_size}; set it in (0, 1) (e.g. 0.25).")
         for name in ("epochs", "batch_size", "max_length"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"topic_classifier.{name} is {getattr(self, name)}; set it to 1 or more.")
-        if self.learning_rate <= 0:
+        if self.learning_rate is not None and self.learning_rate <= 0:
             raise ValueError(f"topic_classifier.learning_rate is {self.learning_rate}; set it above 0 (e.g. 3e-4).")
+        if all(self.model_for(source) in FITTED_MODEL_NAMES for source in self.taxonomies):
+            for name in ("epochs", "learning_rate"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"topic_classifier.{name} is {getattr(self, name)}, but every source's classifier "
+                        f"({', '.join(FITTED_MODEL_NAMES)}) is fitted to its optimum and has no {name}; remove it."
+                    )
         if self.train_documents is not None and self.train_documents < 2:
             raise ValueError(
                 f"topic_classifier.train_documents is {self.train_documents}; give at least 2, or null for all."
@@ -297,6 +308,14 @@ class TopicClassifierConfig:
     def model_for(self, source: str) -> str | None:
         """The encoder that learns `source`'s topics (`None`: the embedded one)."""
         return self.model.get(source) if isinstance(self.model, Mapping) else self.model
+
+    def training_settings(self, source: str) -> dict[str, float | None]:
+        """`epochs` and `learning_rate` for `source`'s classifier: None for one fitted to an optimum, else the
+        values set or an encoder's defaults here, 8 epochs at 3e-4 (a few hundred documents)."""
+        if self.model_for(source) in FITTED_MODEL_NAMES:
+            return {"epochs": None, "learning_rate": None}
+        epochs, learning_rate = self.epochs or 8, self.learning_rate or 3e-4
+        return {"epochs": epochs, "learning_rate": learning_rate}
 
 
 @dataclass
@@ -467,6 +486,13 @@ class RecipeArguments:
         default=None,
         metadata={"help": "Stages (StageConfig): name, num_tokens, mixture, CPTConfig overrides; JSON here."},
     )
+    validation_sources: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Sources loaded besides the stages' own, never trained on: their validation perplexity is "
+            "measured, so an ablation that trains on fewer sources is scored on the same ones."
+        },
+    )
     model_dtype: str = field(default="float32", metadata={"help": "dtype of the weights trained (mixed precision)."})
     eval_batch_size: int = field(default=8, metadata={"help": "Batch size of validation PPL and benchmarks."})
     num_proc: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
@@ -520,10 +546,10 @@ class RecipeArguments:
                 raise ValueError(f"stages[{index}].name {name!r} is taken by an earlier stage; give each its own name.")
         self.topic_classifier = self._nested("topic_classifier", TopicClassifierConfig)
         self.synthesis = self._nested("synthesis", SynthesisConfig)
-        if self.synthesis is not None and self.synthesis.source not in self.sources:
+        if self.synthesis is not None and self.synthesis.source not in self.drawn_sources:
             raise ValueError(
                 f"synthesis.source is {self.synthesis.source!r}, which no stage's mixture draws from; name a "
-                f"source of the mixtures ({', '.join(self.sources)})."
+                f"source of the mixtures ({', '.join(self.drawn_sources)})."
             )
         self.source_options = self._source_options()
 
@@ -575,9 +601,14 @@ class RecipeArguments:
         return _from_mapping(cls, value, name)
 
     @property
-    def sources(self) -> list[str]:
+    def drawn_sources(self) -> list[str]:
         """Every source some stage draws from, in the order the stages first name them."""
         return list(dict.fromkeys(source for stage in self.stages for source in stage.ratios))
+
+    @property
+    def sources(self) -> list[str]:
+        """The sources loaded: those the stages draw from, then the `validation_sources` measured only."""
+        return list(dict.fromkeys([*self.drawn_sources, *self.validation_sources]))
 
 
 #: The nested fields of `RecipeArguments`: JSON strings on the command line, but never strings in YAML.

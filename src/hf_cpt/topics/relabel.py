@@ -99,8 +99,8 @@ def relabel_sources(
                     labelled = labelled.shuffle(seed=0).select(range(min(settings.train_documents, len(labelled))))
             train_topic_classifier(
                 labelled, taxonomy, settings.model_for(source), classifier_dir, text_column=text_column,
-                label_column=label_column, test_size=settings.test_size, epochs=settings.epochs,
-                learning_rate=settings.learning_rate, batch_size=settings.batch_size, max_length=settings.max_length,
+                label_column=label_column, test_size=settings.test_size, batch_size=settings.batch_size,
+                max_length=settings.max_length, **settings.training_settings(source),
             )  # fmt: skip
         metrics = json.loads((classifier_dir / "metrics.json").read_text())
         agreement = {}

@@ -16,13 +16,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, help="Folder for the classifier, metrics.json and its card.")
     parser.add_argument("--taxonomy", default="en", help="en, cn, or a YAML file with name, language and topics.")
     parser.add_argument("--model", help="Encoder to fine-tune (e.g. huawei-noah/TinyBERT_General_4L_312D); default: "
-                        "the embedded all-MiniLM-L6-v2; char-ngrams: the hashed n-gram classifier.")  # fmt: skip
+                        "the embedded all-MiniLM-L6-v2; char-ngrams: the hashed n-gram classifier; lm-probe: a "
+                        "linear probe on the frozen embedded SmolLM2.")  # fmt: skip
     add_data_arguments(parser)
     parser.add_argument("--label-column", default="topic")
     parser.add_argument("--test-size", type=float, default=0.2, help="Share held out (stratified) for the metrics.")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=float, default=10.0)
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--epochs", type=float, help="An encoder's epochs (default 10); none for a fitted model.")
+    parser.add_argument("--learning-rate", type=float, help="An encoder's learning rate (default 1e-4).")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=256)
     return parser
