@@ -157,7 +157,13 @@ def tiny_config(config: Path, surrogate: dict[str, str], output: Path) -> Path:
         elif option.get("path") == "HuggingFaceTB/cosmopedia":
             option["path"] = surrogate["cosmopedia"]
     tokens = MAX_LENGTH * BATCH * STEPS
-    stages = [{**stage, "num_tokens": tokens} for stage in values["stages"]]
+    # A stage that re-weights every few steps keeps its own round; the others get a round of two steps.
+    round_tokens = MAX_LENGTH * BATCH * 2
+    stages = [
+        {**stage, "num_tokens": tokens, **({"mixture_round_steps": 2} if "mixture_round_steps" in stage else {})}
+        for stage in values["stages"]
+    ]
+    stage_rounds = any("mixture_round_steps" in stage for stage in stages)
     overrides = {
         "base_config": str(config),
         "model_name_or_path": surrogate["model"],
@@ -176,7 +182,7 @@ def tiny_config(config: Path, surrogate: dict[str, str], output: Path) -> Path:
         "eval_benchmarks": None,
         "topic_classifier": None,  # the tiny corpus carries its topics
         "eval_batch_size": 4,
-        "mixture_round_tokens": MAX_LENGTH * BATCH * 2,
+        **({} if stage_rounds else {"mixture_round_tokens": round_tokens}),
         "stages": stages,
         **({"source_options": options} if options else {}),
     }
@@ -204,8 +210,8 @@ def test_each_ablation_config_runs_at_tiny_scale_with_its_mixture(config, surrog
     output = tmp_path / config.stem
     run_recipe(tiny_config(config, surrogate, output))
     assert (output / "final_model" / "model.safetensors").is_file()
-    recipe = json.loads((output / "final_model" / "data_recipe.json").read_text())["cpt_5b"]
     stage = StageConfig.from_dict(read_config_file(config)["stages"][0], 0)
+    recipe = json.loads((output / "final_model" / "data_recipe.json").read_text())[stage.name]
     assert recipe["tokens_consumed"] == MAX_LENGTH * BATCH * STEPS
     for source, ratio in stage.ratios.items():
         entry = recipe["sources"][source]

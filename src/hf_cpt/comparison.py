@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hf_cpt.reporting import _markdown_table, bar_styles, perplexity_by_source
+from hf_cpt.reporting import bar_styles, markdown_table, perplexity_by_source
 
 SCORES_NAME = "evaluation_after.json"
 BASELINE_SCORES_NAME = "evaluation_before.json"
@@ -117,7 +117,7 @@ def comparison_table(rows: Sequence[RunSummary]) -> str:
         + [cell(row.perplexity.get(source)) for source in sources]
         for row in rows
     ]
-    return _markdown_table(["run", *benchmarks, *averages, *(f"ppl {source}" for source in sources)], body)
+    return markdown_table(["run", *benchmarks, *averages, *(f"ppl {source}" for source in sources)], body)
 
 
 def plot_comparison(rows: Sequence[RunSummary], path: str | Path):
