@@ -10,7 +10,11 @@ hold out validation documents itself and get its web topics by LLM annotation an
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import chat_server
@@ -18,15 +22,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 from chat_server import ChatServer
 from datasets import Dataset, load_dataset
+from safetensors.torch import load_file
 from test_recipe import run_recipe
 
 from hf_cpt.data import load_corpus
 from hf_cpt.data.holdout import held_out_rows, hold_out_validation
 from hf_cpt.data.mixtures import CHINESE_SOURCE_SHARES, ENGLISH_SOURCE_SHARES, SYNTHETIC_SOURCE_SHARES
 from hf_cpt.testing import tiny_llama, word_tokenizer
+
+WORKER = Path(__file__).parent / "workers" / "kill_recipe.py"
 
 CONFIG_8B = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "llama3_syne_8b.yaml"
 SOURCES = [*CHINESE_SOURCE_SHARES, *ENGLISH_SOURCE_SHARES, *SYNTHETIC_SOURCE_SHARES]
@@ -284,6 +292,52 @@ def test_hold_out_validation_splits_a_source_into_disjoint_training_and_validati
     assert sorted([*train["text"], *validation["text"]]) == sorted(dataset["text"])
     assert list(validation["text"]) == [dataset["text"][row] for row in record["rows"]["book-en"]]
     assert {"document 10", "document 11"} <= set(train["text"])
+
+
+@pytest.mark.parametrize(
+    ("kill_at", "rerun_says"),
+    [
+        # web-en's 16 answers and 4 of web-cn's recorded: only web-cn's other 12 documents are asked again
+        ("annotation:20", "Topic annotation: 4 of 16 items already finished"),
+        # web-en labelled, web-cn's classifier trained, its labelling begun: web-en's labels are read back
+        ("labelling:2", "web-en train: labelled already by this classifier"),
+        # stage 1, step 5 (of 8): resumed from checkpoint-4
+        ("step:5", "resuming from {run}/stage1_bilingual_adaptation/checkpoint-4"),
+    ],
+)
+def test_a_run_killed_mid_annotation_labelling_or_training_resumes_there_to_the_same_model(
+    kill_at, rerun_says, paper_run, release, tmp_path
+):
+    """A real SIGKILL of the recipe, then the very same command: the LLM is asked only what was not answered, and
+    the run ends with the uninterrupted run's final weights and data recipe."""
+    run = tmp_path / "run"
+    config = yaml.safe_load(paper_run["config"].read_text())
+    config.update(output_dir=str(run), save_steps=2)  # checkpoints at steps 2, 4, 6 of stage 1
+    server = ChatServer({})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(chat_server, "answer", topic_answers(release["corpus"]).__getitem__)
+        with server.running(lifetime=3600) as url:
+            config["topic_classifier"]["annotate"]["base_url"] = url
+            path = tmp_path / "config.yaml"
+            path.write_text(yaml.safe_dump(config, allow_unicode=True))
+            command = [sys.executable, str(WORKER), str(path)]
+            env = {**os.environ, "HF_CPT_TEST_KILL_AT": kill_at}
+            killed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+            assert killed.returncode == -signal.SIGKILL, killed.stderr[-4000:]
+            asked_before_kill = len(server.requests)
+            rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+            assert rerun.returncode == 0, rerun.stderr[-4000:]
+    assert rerun_says.format(run=run) in rerun.stderr
+    asked = [request["item"] for request in server.requests]
+    assert sorted(set(asked)) == sorted(paper_run["requests"])  # every sampled document answered
+    recorded = 20 if kill_at.startswith("annotation") else 2 * ANNOTATED
+    assert len(asked) - asked_before_kill == 2 * ANNOTATED - recorded  # nothing answered is asked again
+    ours, theirs = load_file(run / "final_model" / "model.safetensors"), load_file(
+        paper_run["output"] / "final_model" / "model.safetensors"
+    )
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[name], theirs[name]) for name in ours)
+    for name in ("final_model/data_recipe.json", "validation_held_out.json"):
+        assert json.loads((run / name).read_text()) == json.loads((paper_run["output"] / name).read_text()), name
 
 
 def test_a_finished_run_run_again_asks_nothing_and_rewrites_no_labelled_split(paper_run):

@@ -12,7 +12,9 @@ Environment:
                          (its initial scoring and every re-scoring count);
         model_saved      once a model's weights are written into a folder that is not a checkpoint: a stage's
                          own folder (its finished model, before its data recipe) or the recipe's `final_model/`;
-        report           in `write_run_report`, once `validation_perplexity.json` and the loss plot are written.
+        report           in `write_run_report`, once `validation_perplexity.json` and the loss plot are written;
+        annotation       once an LLM topic annotation's answer is recorded (made durable) in its record log;
+        labelling        as a trained topic classifier starts labelling a split of its source.
 
 The kill happens once: a marker file `CONFIG.killed` is written just before it, and a rerun of the very same
 command (same environment) runs to the end. The patches are here, not in the package: it carries no test hooks.
@@ -38,7 +40,9 @@ def main(config: Path) -> None:
     import hf_cpt.curriculum.scoring as scoring
     import hf_cpt.mixture.callback as mixture_callback
     import hf_cpt.reporting as reporting
+    import hf_cpt.topics.relabel as relabel
     from hf_cpt.trainer import CPTTrainer
+    from hf_cpt.utils.records import RecordWriter
 
     curriculum_callback.score_perplexity = functools.partial(
         curriculum_callback.score_perplexity, shard_size=SCORING_SHARD_SIZE
@@ -90,6 +94,10 @@ def main(config: Path) -> None:
         wrap(PreTrainedModel, "save_pretrained", after=kill_after_weights)
     elif moment == "report":
         wrap(reporting, "plot_group_perplexity", before=lambda *args, **kwargs: due() and kill())
+    elif moment == "annotation":
+        wrap(RecordWriter, "write", after=lambda *args, **kwargs: due() and kill())
+    elif moment == "labelling":
+        wrap(relabel, "label_topics", before=lambda *args, **kwargs: due() and kill())
     elif moment:
         raise ValueError(f"HF_CPT_TEST_KILL_AT names moment {moment!r}; see this script's docstring.")
     runpy.run_path(str(RECIPE))["main"](["--config", str(config)])
