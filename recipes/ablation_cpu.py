@@ -10,7 +10,8 @@ own `validation_perplexity.json` and `evaluation_{before,after}.json`; each run 
 
     python recipes/ablation_cpu.py [--output_dir outputs/cpu-ablation] [--report_only]
 
-A finished run is not retrained (the recipe skips a finished stage), so a second call only re-evaluates.
+A finished run is not retrained (the recipe skips a finished stage), so a second call only re-evaluates. The
+benchmarks before CPT are measured once: both arms start from the same model.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import importlib.util
 import json
 import os
+import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -96,6 +98,15 @@ def comparison_report(runs: Mapping[str, str | os.PathLike[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _share_before_evaluation(first: Path, run_dir: Path) -> None:
+    """Give `run_dir` the first run's benchmark scores before CPT: both arms start from the same model, whose
+    fingerprint the file records, so the recipe reads them back instead of measuring the same model twice."""
+    source, target = first / "evaluation_before.json", run_dir / "evaluation_before.json"
+    if source.is_file() and not target.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output_dir", default="outputs/cpu-ablation", help="One folder per run, and report.md.")
@@ -106,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.report_only:
         recipe = _recipe_main()
         for folder, (_, config) in RUNS.items():
+            _share_before_evaluation(output / next(iter(RUNS)), output / folder)
             recipe(["--config", str(config), "--output_dir", str(output / folder)])
     output.mkdir(parents=True, exist_ok=True)
     (output / "report.md").write_text(comparison_report(runs), encoding="utf-8")

@@ -123,10 +123,10 @@ def main(argv: list[str] | None = None) -> None:
         argv = ["--config", str(DEFAULT_CONFIG), *argv]
     args, config = RecipeParser().parse_args_and_config(argv)
     state = PartialState(cpu=config.use_cpu)
-    logging.basicConfig(
-        level=logging.INFO if state.is_main_process else logging.WARNING,
-        format="%(asctime)s %(name)s: %(message)s",
-    )
+    # INFO from this recipe and hf-cpt on the main process; other libraries' INFO lines are noise here.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    for name in ("hf_cpt", logger.name):
+        logging.getLogger(name).setLevel(logging.INFO if state.is_main_process else logging.WARNING)
     model_name = args.model_name_or_path or EMBEDDED_MODEL_ID
     model_path = args.model_name_or_path or str(embedded_model_path())
     dataset_path = args.dataset_path or DEMO_CORPUS_PATH

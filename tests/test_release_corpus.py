@@ -332,8 +332,9 @@ def test_a_run_killed_mid_annotation_labelling_or_training_resumes_there_to_the_
     assert sorted(set(asked)) == sorted(paper_run["requests"])  # every sampled document answered
     recorded = 20 if kill_at.startswith("annotation") else 2 * ANNOTATED
     assert len(asked) - asked_before_kill == 2 * ANNOTATED - recorded  # nothing answered is asked again
-    ours, theirs = load_file(run / "final_model" / "model.safetensors"), load_file(
-        paper_run["output"] / "final_model" / "model.safetensors"
+    ours, theirs = (
+        load_file(run / "final_model" / "model.safetensors"),
+        load_file(paper_run["output"] / "final_model" / "model.safetensors"),
     )
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[name], theirs[name]) for name in ours)
     for name in ("final_model/data_recipe.json", "validation_held_out.json"):

@@ -164,3 +164,32 @@ def test_a_stage_with_zero_tokens_fails_before_training(tmp_path, tiny_model_pat
     with pytest.raises(ValueError, match=r"stages\[0\] \(adaptation\).num_tokens is 0, less than one optimizer step"):
         run_stage(stage, model, tokenizer, corpus, micro_config(tmp_path))
     assert not (tmp_path / "adaptation").exists()
+
+
+def test_benchmarks_of_the_same_model_are_read_back_and_of_changed_weights_measured_again(
+    tmp_path, tokenizer, monkeypatch
+):
+    """A rerun (a run killed in stage 2, the CPU ablation's second arm) does not measure the model before CPT again;
+    the same file with other weights, benchmarks or limit is measured afresh."""
+    import hf_cpt.evaluation
+    from hf_cpt.evaluation.runner import EvaluationResult
+    from hf_cpt.stages import run_benchmarks
+
+    calls = []
+
+    def evaluate(model, benchmarks, **options):
+        calls.append((list(benchmarks), options["limit"]))
+        return EvaluationResult(scores={"bundled": 50.0 + len(calls)}, metrics={"bundled": {}})
+
+    monkeypatch.setattr(hf_cpt.evaluation, "evaluate", evaluate)
+    model = make_model(tokenizer.vocab_size)
+    first = run_benchmarks(model, tokenizer, ["bundled"], tmp_path, "before", limit=4)
+    again = run_benchmarks(model, tokenizer, ["bundled"], tmp_path, "before", limit=4)
+    assert len(calls) == 1 and again["scores"] == first["scores"] == {"bundled": 51.0}
+    assert json.loads((tmp_path / "evaluation_before.json").read_text())["scores"] == {"bundled": 51.0}
+    run_benchmarks(model, tokenizer, ["bundled"], tmp_path, "before", limit=8)
+    assert len(calls) == 2
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    changed = run_benchmarks(model, tokenizer, ["bundled"], tmp_path, "before", limit=8)
+    assert len(calls) == 3 and changed["scores"] == {"bundled": 53.0}

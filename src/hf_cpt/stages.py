@@ -30,6 +30,8 @@ from hf_cpt.mixture.callback import HISTORY_NAME
 from hf_cpt.perplexity import perplexity_by_group
 from hf_cpt.run_config import StageConfig
 from hf_cpt.trainer import DATA_RECIPE_NAME, CPTTrainer
+from hf_cpt.utils.io import write_text_atomically
+from hf_cpt.utils.resumable import model_fingerprint, tokenizer_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -93,15 +95,30 @@ def run_benchmarks(
 ) -> dict[str, Any] | None:
     """The lm-eval `benchmarks` on the model as it is now, saved as `output_dir/evaluation_<name>.json`.
 
+    The file records what was measured (`fingerprint`: the model's weights and tokenizer, the benchmarks, the
+    limit); a rerun that finds the same fingerprint reads it back instead of measuring again, since on an 8B
+    model the benchmarks before CPT take about an hour and a run killed in stage 2 would otherwise repeat them.
     Runs on the main process only; returns the result's dict there and `None` elsewhere or without benchmarks.
     """
     from hf_cpt.evaluation import evaluate
 
     if not benchmarks or not PartialState().is_main_process:
         return None
+    path = Path(output_dir, f"evaluation_{name}.json")
+    fingerprint = {
+        "model": model_fingerprint(model),
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "benchmarks": list(benchmarks),
+        "limit": limit,
+    }
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("fingerprint") == fingerprint:
+            logger.info("Benchmarks %s: this model's scores are in %s already; read back, not measured.", name, path)
+            return saved
     result = evaluate(model, benchmarks, tokenizer=tokenizer, batch_size=batch_size, limit=limit).to_dict()
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
-    Path(output_dir, f"evaluation_{name}.json").write_text(json.dumps(result, indent=2))
+    result["fingerprint"] = fingerprint
+    write_text_atomically(path, json.dumps(result, indent=2))
     return result
 
 

@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(argv: Sequence[str]) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("hf_cpt").setLevel(logging.INFO)  # other libraries' INFO lines are noise here
     args = build_parser().parse_args(argv)
     args.run(args)
 
