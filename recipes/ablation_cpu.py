@@ -29,6 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from hf_cpt.evaluation.reports import forgetting_report  # noqa: E402
 from hf_cpt.reporting import markdown_table, perplexity_by_language  # noqa: E402
+from hf_cpt.stages import MEASURED_DIR  # noqa: E402
 
 CONFIGS = Path(__file__).parent / "configs" / "ablations"
 #: Run folder name -> (label in the report, config).
@@ -99,12 +100,14 @@ def comparison_report(runs: Mapping[str, str | os.PathLike[str]]) -> str:
 
 
 def _share_before_evaluation(first: Path, run_dir: Path) -> None:
-    """Give `run_dir` the first run's benchmark scores before CPT: both arms start from the same model, whose
-    fingerprint the file records, so the recipe reads them back instead of measuring the same model twice."""
-    source, target = first / "evaluation_before.json", run_dir / "evaluation_before.json"
-    if source.is_file() and not target.exists():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+    """Give `run_dir` the first run's measurements before CPT (benchmarks, validation perplexity): both arms start
+    from the same model, whose fingerprint the files record, so the recipe reads them back instead of measuring
+    the same model twice."""
+    for name in ("evaluation_before.json", f"{MEASURED_DIR}/validation_perplexity before.json"):
+        source, target = first / name, run_dir / name
+        if source.is_file() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -46,7 +46,7 @@ from hf_cpt.hub import model_card
 from hf_cpt.modeling import EMBEDDED_MODEL_ID, check_max_length, embedded_model_path, load_causal_lm
 from hf_cpt.reporting import write_run_report
 from hf_cpt.run_config import RecipeArguments, RecipeParser
-from hf_cpt.stages import run_benchmarks, run_stage, validation_perplexity
+from hf_cpt.stages import MEASURED_DIR, run_benchmarks, run_stage, validation_perplexity
 from hf_cpt.synth import generate_for_recipe
 from hf_cpt.topics import check_corpus_topics, relabel_sources
 from hf_cpt.trainer import DATA_RECIPE_NAME
@@ -158,17 +158,21 @@ def main(argv: list[str] | None = None) -> None:
 
     eval_options = {"batch_size": args.eval_batch_size, "limit": args.eval_limit}  # lm-eval, before and after
     ppl_tables = {}
+
+    def measure_validation(label: str) -> None:
+        """The validation perplexity table at one point of the run, kept for a rerun (`MEASURED_DIR`)."""
+        saved = Path(config.output_dir, MEASURED_DIR, f"validation_perplexity {label}.json")
+        ppl_tables[label] = validation_perplexity(model, corpus, config, args.eval_batch_size, pad_id, tokenizer, saved)
+
     if corpus.validation is not None:
-        ppl_tables["before"] = validation_perplexity(model, corpus, config, args.eval_batch_size, pad_id, tokenizer)
+        measure_validation("before")
     before = run_benchmarks(model, tokenizer, args.eval_benchmarks, config.output_dir, "before", **eval_options)
     stages = []
     for stage in args.stages:
         previous_dir = os.path.join(config.output_dir, stages[-1].name) if stages else None
         stages.append(run_stage(stage, model, tokenizer, corpus, config, previous_dir))
         if corpus.validation is not None:
-            ppl_tables[f"after {stage.name}"] = validation_perplexity(
-                model, corpus, config, args.eval_batch_size, pad_id, tokenizer
-            )
+            measure_validation(f"after {stage.name}")
     after = run_benchmarks(model, tokenizer, args.eval_benchmarks, config.output_dir, "after", **eval_options)
 
     if state.is_main_process:

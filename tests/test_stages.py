@@ -193,3 +193,26 @@ def test_benchmarks_of_the_same_model_are_read_back_and_of_changed_weights_measu
         next(model.parameters()).add_(1.0)
     changed = run_benchmarks(model, tokenizer, ["bundled"], tmp_path, "before", limit=8)
     assert len(calls) == 3 and changed["scores"] == {"bundled": 53.0}
+
+
+def test_validation_perplexity_is_read_back_for_the_same_weights_and_measured_again_for_others(
+    tmp_path, tokenizer, corpus, monkeypatch
+):
+    import hf_cpt.stages as stages
+
+    measured = []
+    original = stages.perplexity_by_group
+
+    def counting(*args, **kwargs):
+        measured.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "perplexity_by_group", counting)
+    model, config, saved = make_model(len(tokenizer)), micro_config(tmp_path), tmp_path / "measured" / "before.json"
+    first = stages.validation_perplexity(model, corpus, config, 4, 0, saved=saved)
+    assert stages.validation_perplexity(model, corpus, config, 4, 0, saved=saved) == first
+    assert len(measured) == 1 and json.loads(saved.read_text())["table"] == first
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    changed = stages.validation_perplexity(model, corpus, config, 4, 0, saved=saved)
+    assert len(measured) == 2 and changed != first

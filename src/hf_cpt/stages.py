@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 from transformers.trainer_utils import get_last_checkpoint
 
 from hf_cpt.callbacks import global_batch_size
-from hf_cpt.checkpoints import check_finished_stage, run_fingerprint
+from hf_cpt.checkpoints import check_finished_stage, corpus_fingerprint, run_fingerprint
 from hf_cpt.config import CPTConfig
 from hf_cpt.curriculum.callback import PROGRESS_NAME
 from hf_cpt.data.corpus import Corpus
@@ -30,10 +30,14 @@ from hf_cpt.mixture.callback import HISTORY_NAME
 from hf_cpt.perplexity import perplexity_by_group
 from hf_cpt.run_config import StageConfig
 from hf_cpt.trainer import DATA_RECIPE_NAME, CPTTrainer
+from hf_cpt.utils.distributed import broadcast_object
 from hf_cpt.utils.io import write_text_atomically
 from hf_cpt.utils.resumable import model_fingerprint, tokenizer_fingerprint
 
 logger = logging.getLogger(__name__)
+
+MEASURED_DIR = "measured"
+"""The folder of a run's output where `validation_perplexity(saved=...)` keeps each point's table for a rerun."""
 
 
 @dataclass
@@ -74,14 +78,37 @@ def validation_perplexity(
     batch_size: int,
     pad_id: int,
     tokenizer: PreTrainedTokenizerBase | None = None,
+    saved: str | Path | None = None,
 ) -> dict[str, Any]:
     """Per-group validation perplexity of `corpus.validation`, under the same bf16 autocast as training.
 
-    With the corpus's `tokenizer`, also bits per byte, which runs with different tokenizers can compare.
+    With the corpus's `tokenizer`, also bits per byte, which runs with different tokenizers can compare. With
+    `saved`, the table is kept in that JSON file with a fingerprint of the weights and the validation documents;
+    a rerun that finds the same fingerprint reads it back (on a 100B-token run's 12,000 validation documents
+    an 8B model takes many minutes per table). The main process decides, so every rank does the same.
     """
-    return perplexity_by_group(
+    fingerprint = {
+        "model": model_fingerprint(model),
+        "validation": corpus_fingerprint(corpus.validation),
+        "groups": corpus.group_names,
+        "bf16": config.bf16,
+        "bits_per_byte": tokenizer is not None,
+    }
+    table = None
+    if saved is not None and PartialState().is_main_process and Path(saved).is_file():
+        kept = json.loads(Path(saved).read_text(encoding="utf-8"))
+        if kept.get("fingerprint") == fingerprint:
+            logger.info("Validation perplexity of this model: read back from %s.", saved)
+            table = kept["table"]
+    table = broadcast_object(table)
+    if table is not None:
+        return table
+    table = perplexity_by_group(
         model, corpus.validation, corpus.group_names, batch_size, pad_id, bf16=config.bf16, tokenizer=tokenizer
     )
+    if saved is not None and PartialState().is_main_process:
+        write_text_atomically(saved, json.dumps({"fingerprint": fingerprint, "table": table}, ensure_ascii=False))
+    return table
 
 
 def run_benchmarks(
