@@ -244,3 +244,27 @@ def test_the_batch_encoder_gives_the_tokenizers_own_ids_even_after_a_truncating_
     for each in (smollm, tokenizer):
         each(texts, truncation=True, max_length=4)  # leaves truncation on in the Rust tokenizer
         assert prepare_module.batch_encoder(each)(texts) == each(texts, add_special_tokens=False)["input_ids"]
+
+
+def test_cli_holds_out_validation_of_a_train_only_source_as_the_recipe_does(
+    tmp_path, tiny_model_path, capsys, monkeypatch
+):
+    """`--validation-documents` prepares what `load_corpus(validation_documents=)` (the recipe on the release)
+    then maps: the same held-out documents, found prepared, nothing tokenised again."""
+    from conftest import group_vocabulary
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    words = group_vocabulary(0)
+    documents = [" ".join(words[(row + i) % len(words)] for i in range(30)) + f" {row}" for row in range(12)]
+    (tmp_path / "data" / "book-en").mkdir(parents=True)
+    Dataset.from_dict({"text": documents}).to_parquet(tmp_path / "data" / "book-en" / "train-00000-of-00001.parquet")
+    arguments = ["--sources", "book-en", "--model", tiny_model_path, "--max-length", "32", "--topic-sources"]
+    main(["prepare", str(tmp_path), *arguments, "--validation-documents", "3", "--validation-seed", "7"])
+    assert re.search(r" 3 validation documents: ", capsys.readouterr().out)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    tokenized = []
+    monkeypatch.setattr(prepare_module, "tokenize_shard", lambda *args: tokenized.append(args))
+    read = dict(validation_documents=3, validation_seed=7, topic_sources=[])
+    corpus = load_corpus(str(tmp_path), ["book-en"], tokenizer, 32, **read)
+    assert tokenized == [] and len(corpus.validation) == 3 and corpus.held_out["book-en"]["seed"] == 7

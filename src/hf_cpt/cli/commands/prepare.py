@@ -26,6 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--min-doc-tokens", type=int, default=20, help="Drop shorter documents (released code: 20).")
     parser.add_argument("--num-proc", type=int, help="Tokenising processes per rank (default: this one alone).")
     parser.add_argument("--shard-size", type=int, help="Documents per shard, the unit of resumption (default: 2048).")
+    parser.add_argument(
+        "--validation-documents",
+        type=int,
+        help="Per source without a validation split (per topic of a topic source), hold out this many documents "
+        "as validation, as the recipe's validation_documents does (the 8B config: 1000); default: none.",
+    )
+    parser.add_argument("--validation-seed", type=int, default=0, help="Draws the held-out documents (recipe: seed).")
     parser.add_argument("--output", help="Prepared folder; default: the cache folder load_corpus reads.")
     return parser
 
@@ -48,7 +55,8 @@ def run(args: argparse.Namespace) -> None:
         args.dataset_path or str(DEMO_CORPUS_PATH), args.sources, tokenizer, args.max_length, args.text_column,
         args.topic_column, TOPIC_SOURCES if args.topic_sources is None else args.topic_sources, args.min_doc_tokens,
         args.num_proc, output_dir=args.output, shard_size=args.shard_size or DEFAULT_SHARD_SIZE,
-        split_across_ranks=True,
+        split_across_ranks=True, validation_documents=args.validation_documents,
+        validation_seed=args.validation_seed,
     )  # fmt: skip
     if rank_and_world()[0] == 0:
         train, validation, manifest = load_prepared(folder)
