@@ -20,8 +20,10 @@ from datasets import Dataset
 from huggingface_hub.errors import OfflineModeIsEnabled
 from test_synth_generator import ScriptedBackend, snippets
 
+from hf_cpt import CPTConfig
 from hf_cpt.checkpoints import resolve_checkpoint
 from hf_cpt.cli import main
+from hf_cpt.cli.commands.evaluate import read_baseline
 from hf_cpt.data.sources import load_source
 from hf_cpt.hub import push_folder, with_retries
 from hf_cpt.synth import SynthesisFailed, SynthQAGenerator
@@ -96,6 +98,25 @@ def _nothing_kept(root: Path) -> None:
         raise SynthesisFailed(generator.report, generator.output_dir)
 
 
+def _recipe_config(root: Path, **values) -> None:
+    """Parse a recipe config of one stage with `values` added (top-level fields or a stage's overrides)."""
+    import yaml
+
+    from hf_cpt.run_config import RecipeParser
+
+    stage = {"name": "cpt", "num_tokens": 1024, "mixture": {"web-en": 1.0}}
+    top = {"output_dir": str(root / "run"), "use_cpu": True, "bf16": False, "report_to": "none"}
+    for key, value in values.items():
+        (stage if key.startswith("curriculum_") else top)[key] = value
+    (root / "config.yaml").write_text(yaml.safe_dump({**top, "stages": [stage]}))
+    RecipeParser().parse_args_and_config(["--config", str(root / "config.yaml")])
+
+
+def _written(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
 CASES = {
     "topic outside the taxonomy": (
         lambda root, mp: check_topic_values(["Law and Polcy", "Law and Policy"], "web-en"),
@@ -160,6 +181,52 @@ CASES = {
         lambda root, mp: resolve_checkpoint(True, str(root)),
         ValueError,
         r"resume_from_checkpoint is True but .* holds no checkpoint-N folder; train without resume_from_checkpoint",
+    ),
+    "learning rate of zero": (
+        lambda root, mp: CPTConfig(output_dir=str(root), learning_rate=0.0),
+        ValueError,
+        r"learning_rate is 0\.0; set it to a positive number \(paper: 1e-5 for Llama-3-8B",
+    ),
+    "negative learning rate": (
+        lambda root, mp: CPTConfig(output_dir=str(root), learning_rate=-1e-5),
+        ValueError,
+        r"learning_rate is -1e-05; set it to a positive number",
+    ),
+    "batch size of zero": (
+        lambda root, mp: CPTConfig(output_dir=str(root), per_device_train_batch_size=0),
+        ValueError,
+        r"per_device_train_batch_size is 0; set it to 1 or more\.",
+    ),
+    "accumulation of zero": (
+        lambda root, mp: CPTConfig(output_dir=str(root), gradient_accumulation_steps=0),
+        ValueError,
+        r"gradient_accumulation_steps is 0; set it to 1 or more\.",
+    ),
+    "eval batch size of zero": (
+        lambda root, mp: CPTConfig(output_dir=str(root), per_device_eval_batch_size=0),
+        ValueError,
+        r"per_device_eval_batch_size is 0; set it to 1 or more\.",
+    ),
+    "recipe eval batch size of zero": (
+        lambda root, mp: _recipe_config(root, eval_batch_size=0),
+        ValueError,
+        r"eval_batch_size is 0; set it to 1 or more\.",
+    ),
+    "discipline curriculum without disciplines": (
+        lambda root, mp: _recipe_config(root, curriculum_order="PB"),
+        ValueError,
+        r"stages\[0\] \(cpt\): curriculum_order PB orders blocks by discipline, and no source's blocks carry one; "
+        r"set source_options: \{synthesis-en: \{pack_by: discipline\}\}",
+    ),
+    "baseline that is not an evaluation": (
+        lambda root, mp: read_baseline(_written(root / "baseline.json", '{"accuracy": 3}')),
+        ValueError,
+        r"--baseline .*baseline\.json is not an evaluation result \(no 'scores' in it\); give the evaluation\.json",
+    ),
+    "baseline that is not JSON": (
+        lambda root, mp: read_baseline(_written(root / "baseline.json", "scores: 3")),
+        ValueError,
+        r"--baseline .*baseline\.json is not JSON \(.*\); give the evaluation\.json that `hf-cpt eval --output`",
     ),
     "resume from a path that is not a folder": (
         lambda root, mp: resolve_checkpoint(str(root / "checkpoint-9"), str(root)),

@@ -163,6 +163,14 @@ class CPTConfig(TrainingArguments):
             raise ValueError(f"decay_ratio is {self.decay_ratio}; set it in [0, 1) (0 means no decay).")
         if self.decay_type not in ("linear", "cosine"):
             raise ValueError(f"decay_type is {self.decay_type!r}; set it to 'linear' or 'cosine'.")
+        if not self.learning_rate > 0:
+            raise ValueError(
+                f"learning_rate is {self.learning_rate}; set it to a positive number (paper: 1e-5 for Llama-3-8B, "
+                "1e-4 for TinyLlama)."
+            )
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} is {getattr(self, name)}; set it to 1 or more.")
         if not 0.0 <= self.warmup_start_lr <= self.learning_rate:
             raise ValueError(
                 f"warmup_start_lr is {self.warmup_start_lr}; set it between 0 and learning_rate ({self.learning_rate})."

@@ -27,6 +27,7 @@ import yaml
 from trl import TrlParser
 
 from hf_cpt.config import CPTConfig
+from hf_cpt.curriculum.orders import DISCIPLINE_ORDERS
 from hf_cpt.data.holdout import DEFAULT_VALIDATION_DOCUMENTS
 from hf_cpt.data.mixtures import MIXTURES, TOPIC_SOURCES, flatten_mixture, resolve_mixture
 from hf_cpt.generation.base import BACKENDS, SamplingParams
@@ -524,6 +525,8 @@ class RecipeArguments:
                 f"unknown_topics is {self.unknown_topics!r}; set it to error (refuse topic values outside a source's "
                 "taxonomy) or others (count them as Others)."
             )
+        if self.eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size is {self.eval_batch_size}; set it to 1 or more.")
         if self.validation_documents < 0:
             raise ValueError(
                 f"validation_documents is {self.validation_documents}; give the documents to hold out per source "
@@ -674,8 +677,15 @@ class RecipeParser(TrlParser):
         recipe_args = next((part for part in output if isinstance(part, RecipeArguments)), None)
         config = next((part for part in output if isinstance(part, CPTConfig)), None)
         if recipe_args is not None and config is not None:
+            packed_by = [source for source, option in (recipe_args.source_options or {}).items() if option.pack_by]
             for stage in recipe_args.stages:
-                stage.training_args(config, os.path.join(config.output_dir, stage.name))
+                order = stage.training_args(config, os.path.join(config.output_dir, stage.name)).curriculum_order
+                if order in DISCIPLINE_ORDERS and not packed_by:
+                    raise ValueError(
+                        f"{stage.label}: curriculum_order {order} orders blocks by discipline, and no source's blocks "
+                        "carry one; set source_options: {synthesis-en: {pack_by: discipline}} (a source with a "
+                        "discipline column, packed so that each block holds one)."
+                    )
         return output
 
     def set_defaults_with_config(self, **kwargs: Any) -> list[str]:

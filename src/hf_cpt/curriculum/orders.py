@@ -82,7 +82,10 @@ def curriculum_order(
     rng = np.random.default_rng(seed)
     if order in DISCIPLINE_ORDERS:
         if disciplines is None:
-            raise ValueError(f"order {order!r} needs the disciplines of the documents; pass disciplines=.")
+            raise ValueError(
+                f"order {order!r} needs the disciplines of the documents; pass disciplines= (in the recipe: "
+                "source_options: {synthesis-en: {pack_by: discipline}})."
+            )
         return _discipline_order(DISCIPLINE_ORDERS[order], np.asarray(disciplines), rng, order)
     if scores is None:
         raise ValueError(f"order {order!r} needs the documents' perplexity; pass scores= (see score_perplexity).")

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hf_cpt.evaluation import EvaluationResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -24,8 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> None:
     """The chosen benchmarks (lm-eval, the paper's shot counts) into `--output`: evaluation.json and .md."""
-    from hf_cpt.evaluation import EvaluationResult, comparison_table, evaluate, forgetting_report
+    from hf_cpt.evaluation import comparison_table, evaluate, forgetting_report
 
+    baseline = read_baseline(args.baseline) if args.baseline else None  # before the evaluation, which takes hours
     result = evaluate(
         args.model,
         args.benchmarks,
@@ -36,10 +41,24 @@ def run(args: argparse.Namespace) -> None:
         allow_code_execution=args.allow_code_execution,
     )
     tables = ["# Evaluation", "", comparison_table(result)]
-    if args.baseline:
-        baseline = EvaluationResult.from_dict(json.loads(Path(args.baseline).read_text()))
+    if baseline is not None:
         tables += ["", "## Against the baseline", "", forgetting_report(baseline, result)]
     text = "\n".join(tables)
     if args.output:
         (Path(args.output) / "evaluation.md").write_text(text, encoding="utf-8")
     print(text)
+
+
+def read_baseline(path: str) -> EvaluationResult:
+    """The `--baseline` file, or one sentence naming it and what it must be."""
+    from hf_cpt.evaluation import EvaluationResult
+
+    hint = "give the evaluation.json that `hf-cpt eval --output` (or the recipe's evaluation_before.json) wrote"
+    try:
+        return EvaluationResult.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise ValueError(f"--baseline {path} does not exist; {hint}.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"--baseline {path} is not JSON ({error}); {hint}.") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"--baseline {path} is not an evaluation result (no {error} in it); {hint}.") from None
