@@ -28,7 +28,7 @@ from hf_cpt.data.sources import load_source
 from hf_cpt.hub import push_folder, with_retries
 from hf_cpt.synth import SynthesisFailed, SynthQAGenerator
 from hf_cpt.topics import Taxonomy, check_topic_values, train_topic_classifier
-from hf_cpt.utils.errors import WriteError, run_main
+from hf_cpt.utils.errors import WriteError, naming_path, run_main
 from hf_cpt.utils.io import write_text_atomically
 from hf_cpt.utils.records import RecordLog
 
@@ -110,6 +110,14 @@ def _recipe_config(root: Path, **values) -> None:
         (stage if key.startswith("curriculum_") else top)[key] = value
     (root / "config.yaml").write_text(yaml.safe_dump({**top, "stages": [stage]}))
     RecipeParser().parse_args_and_config(["--config", str(root / "config.yaml")])
+
+
+def _safetensors_full(folder: Path) -> None:
+    """What safetensors raises when the disk fills while a model is written: its own error, not an OSError."""
+    from safetensors import SafetensorError
+
+    with naming_path(folder):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
 
 
 def _written(path: Path, text: str) -> str:
@@ -227,6 +235,11 @@ CASES = {
         lambda root, mp: read_baseline(_written(root / "baseline.json", "scores: 3")),
         ValueError,
         r"--baseline .*baseline\.json is not JSON \(.*\); give the evaluation\.json that `hf-cpt eval --output`",
+    ),
+    "disk full while safetensors writes a checkpoint": (
+        lambda root, mp: _safetensors_full(root / "checkpoint-4"),
+        WriteError,
+        r"No space left on the device while writing .*checkpoint-4; free space there .* run the same command again",
     ),
     "resume from a path that is not a folder": (
         lambda root, mp: resolve_checkpoint(str(root / "checkpoint-9"), str(root)),

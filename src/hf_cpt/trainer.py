@@ -59,6 +59,7 @@ from hf_cpt.mixture.stage import DRAWN_BLOCKS_NAME
 from hf_cpt.modeling import check_max_length, load_causal_lm
 from hf_cpt.perplexity import sequence_nll
 from hf_cpt.schedules import get_wsd_schedule_with_floor
+from hf_cpt.utils.errors import naming_path
 from hf_cpt.utils.io import atomic_path, write_text_atomically
 
 logger = logging.getLogger(__name__)
@@ -386,7 +387,8 @@ class CPTTrainer(Trainer):
         return run_fingerprint(self.args, self.train_dataset, self.train_sampler)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        super().save_model(output_dir, _internal_call)
+        with naming_path(output_dir if output_dir is not None else self.args.output_dir):  # a full disk: a sentence
+            super().save_model(output_dir, _internal_call)
         if not self.args.should_save:
             return
         output_dir = output_dir if output_dir is not None else self.args.output_dir
@@ -463,7 +465,8 @@ class CPTTrainer(Trainer):
         self.accelerator.wait_for_everyone()
         self._staging_root = staging_root
         try:
-            super()._save_checkpoint(model, trial)
+            with naming_path(staged):  # a full disk: a sentence naming the checkpoint; the rerun resumes
+                super()._save_checkpoint(model, trial)
         finally:
             self._staging_root = None
         self.accelerator.wait_for_everyone()

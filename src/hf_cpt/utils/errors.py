@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -39,7 +40,11 @@ class WriteError(OSError):
 
 @contextmanager
 def naming_path(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Inside the block, an OS error (a full disk, a read-only folder) becomes a `WriteError` naming `path`."""
+    """Inside the block, an OS error (a full disk, a read-only folder) becomes a `WriteError` naming `path`.
+
+    So does safetensors' own error for one (`SafetensorError: ... I/O error: ... (os error 28)`), which is not
+    an `OSError`: a model or checkpoint written to a full disk gets the same sentence as any other file.
+    """
     try:
         yield
     except WriteError:
@@ -48,6 +53,22 @@ def naming_path(path: str | os.PathLike[str]) -> Iterator[None]:
         if error.errno is None:
             raise
         raise WriteError(error.errno, error.strerror, os.fspath(path)) from error
+    except Exception as error:
+        number = _reported_errno(error)
+        if number is None:
+            raise
+        raise WriteError(number, os.strerror(number), os.fspath(path)) from error
+
+
+_REPORTED_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def _reported_errno(error: Exception) -> int | None:
+    """The errno a Rust library's exception (safetensors') reports in its message, or None for any other error."""
+    if type(error).__name__ != "SafetensorError":
+        return None
+    match = _REPORTED_OS_ERROR.search(str(error))
+    return int(match[1]) if match else None
 
 
 # What the package raises for inputs and the environment; each is shown as its sentence.
