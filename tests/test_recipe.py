@@ -6,6 +6,7 @@ benchmarks, the report) are tested through the library functions it calls.
 
 import dataclasses
 import json
+import os
 import runpy
 import subprocess
 import sys
@@ -292,3 +293,17 @@ def load_dataset_file(path):
     from datasets import load_dataset
 
     return load_dataset("parquet", data_files=str(path), split="train")
+
+
+def test_the_recipe_script_prints_a_bad_config_as_one_sentence_and_exits_non_zero(tmp_path, tiny_model_path):
+    """`python recipes/llama3_syne.py --config bad.yaml`: the sentence alone on stderr, exit status 1."""
+    config = write_config(tmp_path / "bad.yaml", tiny_model_path, str(tmp_path), tmp_path / "run", STAGES)
+    config.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "learning_rate": 0.0}))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("HF_CPT_DEBUG", None)
+    result = subprocess.run(
+        [sys.executable, str(RECIPE), "--config", str(config)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "llama3_syne: error: learning_rate is 0.0; set it to a positive number" in result.stderr
