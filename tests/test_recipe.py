@@ -286,7 +286,7 @@ def test_topic_classifiers_label_the_web_sources_and_stage_one_mixes_the_predict
         recipe = json.loads((output / "adaptation" / "data_recipe.json").read_text())
         groups = {name.split("/", 1)[1] for name in recipe["groups"] if name.startswith(f"{source}/")}
         assert groups <= set(predicted["topic"]) and (groups == given) == (set(predicted["topic"]) == given)
-    assert "## Topic classifiers (§3.2.1)" in report and "| web-en | en | " in report
+    assert "## Topic classifiers (§3.2.1)" in report and "| web-en | en | the given topics | " in report
 
 
 def load_dataset_file(path):

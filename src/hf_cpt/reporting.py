@@ -336,27 +336,39 @@ def synthesis_section(report: Mapping[str, Any], sample: Mapping[str, Any] | Non
 
 
 def classifier_section(classifiers: Mapping[str, Mapping[str, Any]]) -> str:
-    """Per web source: the topic classifier's held-out quality, and how its labels compare with the given ones."""
+    """Per web source: what the topic classifier learnt from (the given topics, or an LLM's labels of a sample,
+    §3.2.1), its held-out quality, and how its labels compare with the given ones where there are any."""
     rows = []
     for source, entry in classifiers.items():
         agreement = entry.get("agreement", {})
+        annotation = entry.get("annotation")
+        learnt_from = (
+            f"{annotation['model']}'s labels of {annotation['documents'] - annotation['failed']} documents"
+            if annotation
+            else "the given topics"
+        )
         rows.append(
             [
                 source,
                 entry["taxonomy"],
+                learnt_from,
                 f"{entry['num_train']} / {entry['num_heldout']}",
                 f"{entry['accuracy']:.3f}",
                 f"{entry['macro_f1']:.3f}",
                 f"{entry['majority_baseline']:.3f}",
-                ", ".join(f"{split} {share:.0%}" for split, share in agreement.items()),
+                ", ".join(f"{split} {share:.0%}" for split, share in agreement.items()) or "n/a (no given topics)",
             ]
         )
-    header = ["source", "taxonomy", "train / held out", "accuracy", "macro-F1", "majority baseline", "agreement"]
+    header = [
+        "source", "taxonomy", "learnt from", "train / held out", "accuracy", "macro-F1", "majority baseline",
+        "agreement",
+    ]  # fmt: skip
     return "\n\n".join(
         [
-            "A classifier per web source learnt the given topics on a stratified split; its predictions, not the "
-            "given topics, are what stage 1 mixes (as the paper labels its web corpus). Held-out accuracy and "
-            "macro-F1 against the majority-class baseline; agreement of the predictions with the given topics:",
+            "A classifier per web source learnt topics on a stratified split, from the given topics or from an "
+            "LLM's labels of a sample (§3.2.1); its predictions are what stage 1 mixes (as the paper labels its web "
+            "corpus). Held-out accuracy and macro-F1 (against the labels it learnt from) beside the majority-class "
+            "baseline; agreement of the predictions with the given topics, where the source has them:",
             markdown_table(header, rows),
         ]
     )
