@@ -268,3 +268,21 @@ def test_cli_holds_out_validation_of_a_train_only_source_as_the_recipe_does(
     read = dict(validation_documents=3, validation_seed=7, topic_sources=[])
     corpus = load_corpus(str(tmp_path), ["book-en"], tokenizer, 32, **read)
     assert tokenized == [] and len(corpus.validation) == 3 and corpus.held_out["book-en"]["seed"] == 7
+
+
+def test_validation_documents_all_too_short_leave_the_source_unmeasured_with_a_warning(tmp_path, caplog):
+    from conftest import group_vocabulary, make_tokenizer
+    from datasets import Dataset
+
+    words = group_vocabulary(0)
+    folder = tmp_path / "data" / "book-en"
+    folder.mkdir(parents=True)
+    documents = [" ".join(words[(row + i) % len(words)] for i in range(30)) for row in range(6)]
+    Dataset.from_dict({"text": documents}).to_parquet(folder / "train-00000-of-00001.parquet")
+    Dataset.from_dict({"text": [f"w {word}" for word in words[:3]]}).to_parquet(
+        folder / "validation-00000-of-00001.parquet"
+    )
+    with caplog.at_level(logging.WARNING, logger="hf_cpt.data.prepare"):
+        corpus = load_corpus(str(tmp_path), ["book-en"], make_tokenizer(tmp_path / "tok"), 32, topic_sources=[])
+    assert corpus.validation is None and len(corpus.train) > 0
+    assert "Source 'book-en' has no validation document of 20 tokens or more; it is not measured" in caplog.text

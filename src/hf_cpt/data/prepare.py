@@ -426,6 +426,12 @@ class _Layout:
                     f"Source group {name!r} has fewer than max_length={max_length} tokens after dropping documents "
                     f"under {min_doc_tokens} tokens; add text to it or lower max_length."
                 )
+        for name, runs in self.runs["validation"].items():
+            if not runs:
+                logger.warning(
+                    "Source %r has no validation document of %d tokens or more; it is not measured (lower "
+                    "min_doc_tokens or give it longer validation documents).", name, min_doc_tokens,
+                )  # fmt: skip
         self.names = list(self.runs["train"]) + [
             name for name in self.runs["validation"] if name not in self.runs["train"]
         ]
@@ -528,8 +534,8 @@ class _Layout:
         for name, runs in self.runs["validation"].items():
             group_base[name] = base
             base += int(sum(run[3].sum() for run in runs))
-        streams = {
-            name: np.concatenate([[0], np.cumsum(np.concatenate([run[3] for run in runs]))])
+        streams = {  # a group whose validation documents were all too short has no runs, and no tokens
+            name: np.concatenate([[0], np.cumsum(np.concatenate([run[3] for run in runs]))]) if runs else np.zeros(1)
             for name, runs in self.runs["validation"].items()
         }
         for shard_path, runs in self._by_shard("validation").items():
@@ -594,7 +600,7 @@ def load_prepared(folder: str | os.PathLike[str]) -> tuple[Dataset, Dataset | No
         fingerprint=f"{manifest['key']}-train",
     )  # fmt: skip
     validation = None
-    if manifest["validation_documents"] is not None:
+    if manifest["validation_documents"] is not None and sum(manifest["validation_documents"].values()):
         documents = manifest["validation_documents"]
         offsets = np.load(folder / "validation_offsets.npy").astype(np.int32)
         values = _arrow_values(_mapped(folder / "validation.npy"))
