@@ -156,3 +156,13 @@ def load_backend(name: str = "transformers", model: str | Any = None, **options:
         options.setdefault("model_name", EMBEDDED_MODEL_ID)  # recorded with outputs: the Hub name, not a cache path
     module, class_name = _BACKEND_CLASSES[name]
     return getattr(importlib.import_module(module), class_name)(model, **options)
+
+
+def load_configured_backend(
+    name: str, model: str | None, *, batch_size: int, base_url: str | None = None
+) -> GenerationBackend:
+    """`load_backend` with the settings a recipe section gives every backend (`synthesis`,
+    `topic_classifier.annotate`): `batch_size` reaches `transformers`, `base_url` the `openai` server; `vllm`
+    schedules its own batches."""
+    options = {"transformers": {"batch_size": batch_size}, "openai": {"base_url": base_url}}.get(name, {})
+    return load_backend(name, model, **options)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from datasets import Dataset, load_dataset
 
 from hf_cpt.data.bundled import demo_snippets_path
-from hf_cpt.generation.base import load_backend
+from hf_cpt.generation.base import load_configured_backend
 from hf_cpt.synth.generator import SynthQAGenerator
 
 if TYPE_CHECKING:
@@ -48,11 +48,10 @@ def generate_for_recipe(
     """
     snippets = load_dataset("json", data_files=settings.snippets or demo_snippets_path(), split="train")
     snippets = snippets_per_discipline(snippets, settings.snippets_per_discipline)
-    backend_options = {
-        "transformers": {"batch_size": settings.batch_size},
-        "openai": {"base_url": settings.base_url},
-    }.get(settings.backend, {})
-    backend = load_backend(settings.backend, settings.model or model_name_or_path, **backend_options)
+    backend = load_configured_backend(
+        settings.backend, settings.model or model_name_or_path, batch_size=settings.batch_size,
+        base_url=settings.base_url,
+    )  # fmt: skip
     generator = SynthQAGenerator(
         backend,
         Path(output_dir) / "synthetic_qa",

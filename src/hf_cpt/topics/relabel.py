@@ -39,7 +39,7 @@ from accelerate import PartialState
 from datasets import Dataset, load_dataset
 
 from hf_cpt.data.sources import load_source
-from hf_cpt.generation.base import load_backend
+from hf_cpt.generation.base import load_configured_backend
 from hf_cpt.topics.annotate import REPORT_FILE, annotate_topics
 from hf_cpt.topics.classifier import train_topic_classifier
 from hf_cpt.topics.labeling import label_topics
@@ -142,8 +142,9 @@ def _annotate(
     if not sources:
         return {}
     annotate: TopicAnnotationConfig = settings.annotate
-    options = {"transformers": {"batch_size": annotate.batch_size}, "openai": {"base_url": annotate.base_url}}
-    backend = load_backend(annotate.backend, annotate.model, **options.get(annotate.backend, {}))
+    backend = load_configured_backend(
+        annotate.backend, annotate.model, batch_size=annotate.batch_size, base_url=annotate.base_url
+    )
     annotated = {}
     for source in sources:
         sample = annotation_sample(documents[source]["train"], annotate.documents, annotate.seed)
