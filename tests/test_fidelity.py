@@ -9,6 +9,8 @@ and docs/curriculum.md: alpha, re-weighting per source, block-level curriculum, 
 
 from __future__ import annotations
 
+import shutil
+import sys
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -198,3 +200,30 @@ def test_the_method_number_matches_its_source(row):
     expected = row.expected
     matches = actual == pytest.approx(expected) if isinstance(expected, float) else actual == expected
     assert matches, f"{row.id} ({row.source}) is {actual!r}; the source gives {expected!r}."
+
+
+def failing_rows() -> list[str]:
+    """The message of every checklist row that does not hold, as the parametrized test would fail it."""
+    messages = []
+    for row in CHECKLIST:
+        try:
+            test_the_method_number_matches_its_source(row)
+        except AssertionError as error:
+            messages.append(str(error).split("\n")[0])
+    return messages
+
+
+def test_a_changed_number_in_a_shipped_config_fails_the_row_that_names_it(tmp_path, monkeypatch):
+    """The mutation check: the configs copied with one of the paper's numbers changed fail exactly its row."""
+    configs = tmp_path / "configs"
+    shutil.copytree(CONFIGS, configs)
+    eight_b = configs / EIGHT_B
+    text = eight_b.read_text()
+    assert text.count("curriculum_order: LH ") == 1
+    eight_b.write_text(text.replace("curriculum_order: LH ", "curriculum_order: HL "))
+    monkeypatch.setattr(sys.modules[__name__], "CONFIGS", configs)
+    config.cache_clear()
+    try:
+        assert failing_rows() == ["8b curriculum order (§3.2.2) is 'HL'; the source gives 'LH'."]
+    finally:
+        config.cache_clear()
