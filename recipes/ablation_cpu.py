@@ -10,8 +10,8 @@ own `validation_perplexity.json` and `evaluation_{before,after}.json`; each run 
 
     python recipes/ablation_cpu.py [--output_dir outputs/cpu-ablation] [--report_only]
 
-A finished run is not retrained (the recipe skips a finished stage), so a second call only re-evaluates. The
-benchmarks before CPT are measured once: both arms start from the same model.
+A finished run is not retrained (the recipe skips a finished stage), and what it measured is read back. The
+benchmark and the validation perplexity before CPT are measured once: both arms start from the same model.
 """
 
 from __future__ import annotations
