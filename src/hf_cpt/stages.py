@@ -95,9 +95,9 @@ def validation_perplexity(
         "bits_per_byte": tokenizer is not None,
     }
     table = None
-    if saved is not None and PartialState().is_main_process and Path(saved).is_file():
-        kept = json.loads(Path(saved).read_text(encoding="utf-8"))
-        if kept.get("fingerprint") == fingerprint:
+    if saved is not None and PartialState().is_main_process:
+        kept = _measured_already(Path(saved), fingerprint)
+        if kept is not None:
             logger.info("Validation perplexity of this model: read back from %s.", saved)
             table = kept["table"]
     table = broadcast_object(table)
@@ -109,6 +109,14 @@ def validation_perplexity(
     if saved is not None and PartialState().is_main_process:
         write_text_atomically(saved, json.dumps({"fingerprint": fingerprint, "table": table}, ensure_ascii=False))
     return table
+
+
+def _measured_already(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+    """What `path` holds when it records `fingerprint` (the same weights and settings were measured), else None."""
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    return saved if saved.get("fingerprint") == fingerprint else None
 
 
 def run_benchmarks(
@@ -138,11 +146,10 @@ def run_benchmarks(
         "benchmarks": list(benchmarks),
         "limit": limit,
     }
-    if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved.get("fingerprint") == fingerprint:
-            logger.info("Benchmarks %s: this model's scores are in %s already; read back, not measured.", name, path)
-            return saved
+    saved = _measured_already(path, fingerprint)
+    if saved is not None:
+        logger.info("Benchmarks %s: this model's scores are in %s already; read back, not measured.", name, path)
+        return saved
     result = evaluate(model, benchmarks, tokenizer=tokenizer, batch_size=batch_size, limit=limit).to_dict()
     result["fingerprint"] = fingerprint
     write_text_atomically(path, json.dumps(result, indent=2))
